@@ -1,0 +1,1 @@
+"""chatd: the realtime websocket daemon."""

@@ -1,0 +1,45 @@
+"""Every Redis key and channel name, in one place (STYLE 15; arq).
+
+All keys start with the configured prefix (``dc:`` by default) so that tests
+can give each run its own namespace and never touch keys they did not make.
+"""
+
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, prefix: str = "dc:") -> None:
+        self.prefix = prefix
+
+    # chatd: routing and presence, on the user's shard
+    def user_channel(self, user_id: str) -> str:
+        """Pub/sub channel carrying live events for one user."""
+        return f"{self.prefix}u:{user_id}"
+
+    def presence(self, user_id: str) -> str:
+        """Hash: node id -> expiry (epoch seconds) of that node's heartbeat for the user."""
+        return f"{self.prefix}presence:{user_id}"
+
+    def last_seen(self, user_id: str) -> str:
+        return f"{self.prefix}lastseen:{user_id}"
+
+    def control_channel(self) -> str:
+        """Cluster-wide control events (connection changes, logout-all) on shard 0."""
+        return f"{self.prefix}control"
+
+    # restd
+    def rate(self, bucket: str, subject: str) -> str:
+        return f"{self.prefix}rl:{bucket}:{subject}"
+
+    def lockout(self, subject: str) -> str:
+        return f"{self.prefix}lockout:{subject}"
+
+    def recommendations(self, user_id: str) -> str:
+        return f"{self.prefix}recommendations:user:{user_id}"
+
+    def feed_cursor(self, user_id: str) -> str:
+        return f"{self.prefix}feed:user:{user_id}:cursor"
+
+    def revoked_before(self, user_id: str) -> str:
+        """Epoch seconds: access tokens issued before this are revoked (logout-all)."""
+        return f"{self.prefix}revoked:{user_id}"

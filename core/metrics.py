@@ -1,0 +1,48 @@
+"""Prometheus metrics: each service builds its own registry in ``main()`` (STYLE 9)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "LATENCY_BUCKETS_S",
+    "CollectorRegistry",
+    "Counter",
+    "Gauge",
+    "Histogram",
+    "new_registry",
+    "render",
+]
+
+# Fine at the low end: chat latency objectives are in milliseconds.
+LATENCY_BUCKETS_S = (
+    0.0005,
+    0.001,
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.2,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+)
+
+
+def new_registry() -> CollectorRegistry:
+    from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
+
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

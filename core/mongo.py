@@ -1,0 +1,95 @@
+"""MongoDB access: the client, collection names and the indexes of the data model.
+
+Production runs against MongoDB by URL; development and tests against the
+embedded nx-27017 server. Both are reached through ``pymongo.AsyncMongoClient``
+(Motor reached end of life in May 2026; its maintainers point to this API).
+
+Hot queries use single-field indexes on purpose: nx-27017 does not serve a query
+from the prefix of a compound index (see ../shared/notes/embedded-mongo.md), so
+each stream key below packs the user id and the position into one string.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, TEXT, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+log = logging.getLogger(__name__)
+
+USERS = "users"
+MESSAGES = "messages"
+CONNECTION_REQUESTS = "connectionRequests"
+PAYMENTS = "payments"
+READ_MARKS = "readMarks"
+REFRESH_TOKENS = "refreshTokens"
+BLOCKS = "blocks"
+
+Doc = dict[str, Any]
+
+INDEXES: dict[str, list[IndexModel]] = {
+    USERS: [
+        IndexModel([("email", ASCENDING)], name="email_unique", unique=True),
+        IndexModel(
+            [("name", TEXT), ("skills", TEXT), ("bio", TEXT)],
+            name="profile_text",
+        ),
+        IndexModel([("skills", ASCENDING)], name="skills"),
+    ],
+    MESSAGES: [
+        # From the design; serves history on MongoDB.
+        IndexModel([("conversationId", ASCENDING), ("createdAt", DESCENDING)], name="conv_created"),
+        IndexModel([("fromUserId", ASCENDING), ("toUserId", ASCENDING)], name="from_to"),
+        # Single-field: serves history on the embedded store too.
+        IndexModel([("conversationId", ASCENDING)], name="conv"),
+        # The two per-user streams that `sync` reads (see chatd/store.py). Unique,
+        # so two writers can never take the same position.
+        IndexModel([("inKey", ASCENDING)], name="in_key", unique=True),
+        IndexModel([("outKey", ASCENDING)], name="out_key", unique=True),
+        # Idempotent retries: one message per (sender, tempId).
+        IndexModel([("dedupKey", ASCENDING)], name="dedup_key", unique=True),
+    ],
+    CONNECTION_REQUESTS: [
+        IndexModel([("toUserId", ASCENDING), ("fromUserId", ASCENDING)], name="to_from"),
+        IndexModel([("pairKey", ASCENDING)], name="pair_key"),
+        IndexModel([("fromUserId", ASCENDING)], name="from"),
+        IndexModel([("toUserId", ASCENDING)], name="to"),
+    ],
+    PAYMENTS: [
+        IndexModel([("providerOrderId", ASCENDING)], name="provider_order_unique", unique=True),
+        IndexModel([("userId", ASCENDING)], name="user"),
+    ],
+    READ_MARKS: [IndexModel([("userId", ASCENDING)], name="user")],
+    REFRESH_TOKENS: [
+        IndexModel([("tokenHash", ASCENDING)], name="token_hash_unique", unique=True),
+        IndexModel([("familyId", ASCENDING)], name="family"),
+        IndexModel([("userId", ASCENDING)], name="user"),
+    ],
+    BLOCKS: [IndexModel([("pairKey", ASCENDING)], name="pair_key", unique=True)],
+}
+
+
+def make_client(url: str, **kwargs: Any) -> AsyncMongoClient[Doc]:
+    options: dict[str, Any] = {
+        "serverSelectionTimeoutMS": 5000,
+        "connectTimeoutMS": 3000,
+        "tz_aware": True,
+        "appname": "devconnect",
+    }
+    options.update(kwargs)
+    return AsyncMongoClient(url, **options)
+
+
+async def ensure_indexes(db: AsyncDatabase[Doc]) -> dict[str, list[str]]:
+    """Create every index of the data model; safe to run again (create_index is idempotent)."""
+    created: dict[str, list[str]] = {}
+    for name, models in INDEXES.items():
+        created[name] = await db[name].create_indexes(models)
+    log.info("indexes ensured", extra={"collections": len(created)})
+    return created
+
+
+async def ping(db: AsyncDatabase[Doc]) -> None:
+    await db.command("ping")

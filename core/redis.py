@@ -1,0 +1,52 @@
+"""Redis shards via ``redis.asyncio`` (redis-py with hiredis).
+
+The old aioredis package was folded into redis-py 4.2 and no longer imports on
+Python 3.11 (its TimeoutError base-class clash), so redis-py is the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from core.sharding import shard_for
+
+RedisClient = aioredis.Redis
+
+
+class RedisShards:
+    """One client per shard; ``for_user`` picks the user's shard by jump hash."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        if not urls:
+            raise ValueError("at least one Redis URL is required")
+        self.urls = list(urls)
+        self.clients: list[RedisClient] = [
+            aioredis.Redis.from_url(
+                url,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                health_check_interval=15,
+                retry_on_timeout=False,
+            )
+            for url in self.urls
+        ]
+
+    def __len__(self) -> int:
+        return len(self.clients)
+
+    def index_for(self, user_id: str) -> int:
+        return shard_for(user_id, len(self.clients))
+
+    def for_user(self, user_id: str) -> RedisClient:
+        return self.clients[self.index_for(user_id)]
+
+    @property
+    def primary(self) -> RedisClient:
+        """Shard 0: cluster-wide keys (control channel, rate limits by IP)."""
+        return self.clients[0]
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.aclose()

@@ -1,0 +1,45 @@
+"""The stores every service opens: Mongo, the Redis shards and their readiness checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from core.health import Readiness
+from core.keys import Keys
+from core.mongo import Doc, make_client, ping
+from core.redis import RedisShards
+from core.settings import Settings
+
+
+@dataclass
+class Stores:
+    settings: Settings
+    mongo: AsyncMongoClient[Doc]
+    db: AsyncDatabase[Doc]
+    redis: RedisShards
+    keys: Keys
+    readiness: Readiness
+
+    async def close(self) -> None:
+        await self.redis.close()
+        await self.mongo.close()
+
+
+def open_stores(settings: Settings) -> Stores:
+    if not settings.mongo_url:
+        raise ValueError("DEVCONNECT_MONGO_URL is not set (`devconnect up` starts one)")
+    if not settings.redis_urls:
+        raise ValueError(
+            "DEVCONNECT_REDIS_URLS is not set (`devconnect up` starts an embedded one)"
+        )
+    mongo = make_client(settings.mongo_url)
+    db = mongo[settings.mongo_db]
+    redis = RedisShards(settings.redis_urls)
+    readiness = Readiness()
+    readiness.add("mongo", lambda: ping(db))
+    for index, client in enumerate(redis.clients):
+        readiness.add(f"redis[{index}]", client.ping)
+    return Stores(settings, mongo, db, redis, Keys(settings.redis_key_prefix), readiness)

@@ -1,0 +1,149 @@
+"""The one settings object: environment variables prefixed ``DEVCONNECT_`` and an optional ``.env``.
+
+Built once by each entry point's ``main()`` and passed down; nothing else reads
+``os.environ`` (STYLE 8).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A secret that is obviously a development placeholder; production refuses it.
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-please-0000"
+MIN_PRODUCTION_SECRET_CHARS = 32
+
+
+def _split_csv(value: object) -> object:
+    """Lists come from the environment as comma-separated text (JSON is accepted too)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DEVCONNECT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    env: Literal["development", "test", "production"] = "development"
+
+    # Stores. None means "embedded": `devconnect up` and the test harness start
+    # nx-27017 / redis-server themselves and pass their URLs down.
+    mongo_url: str | None = None
+    mongo_db: str = "devconnect"
+    redis_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    redis_key_prefix: str = "dc:"
+    celery_broker_url: str | None = None
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    mail_from: str = "DevConnect <no-reply@devconnect.local>"
+
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_access_ttl_s: int = Field(default=15 * 60, ge=30, le=24 * 3600)
+    jwt_refresh_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    cookie_secure: bool = True
+    cookie_samesite: Literal["lax", "strict", "none"] = "lax"
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:5173", "http://127.0.0.1:5173"]
+    )
+
+    host: str = "127.0.0.1"
+    restd_port: int = 8080
+    chatd_port: int = 8081
+    public_restd_url: str | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    var_dir: Path = Path("var")
+
+    # chatd
+    ws_ping_interval_s: float = 25.0
+    ws_idle_timeout_s: float = 60.0
+    ws_max_frame_bytes: int = 64 * 1024
+    ws_compression: bool = False  # permessage-deflate: ~20% more CPU and 4x p99 (perf-budget.md)
+    max_text_chars: int = 4000
+    msg_rate_per_s: float = 20.0
+    msg_burst: int = 40
+    typing_rate_per_s: float = 2.0
+    typing_burst: int = 5
+    out_queue_max_frames: int = 512
+    out_queue_shed_ratio: float = 0.5
+    presence_grace_s: float = 3.0
+    presence_ttl_s: float = 30.0
+    connection_cache_ttl_s: float = 60.0
+    persist_batch_max: int = 200
+    persist_timeout_s: float = 5.0
+    sync_limit_max: int = 500
+    drain_timeout_s: float = 10.0
+    drain_batches: int = 10
+    reconnect_delay_max_ms: int = 5000
+    node_id: str | None = None
+
+    @field_validator("redis_urls", "allowed_origins", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _production_refusals(self) -> Settings:
+        if self.env != "production":
+            return self
+        if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < MIN_PRODUCTION_SECRET_CHARS:
+            raise ValueError(
+                "DEVCONNECT_JWT_SECRET must be a random secret of at least "
+                f"{MIN_PRODUCTION_SECRET_CHARS} characters in production"
+            )
+        if not self.mongo_url:
+            raise ValueError("DEVCONNECT_MONGO_URL must be set in production")
+        if not self.redis_urls:
+            raise ValueError("DEVCONNECT_REDIS_URLS must be set in production")
+        if not self.cookie_secure:
+            raise ValueError("DEVCONNECT_COOKIE_SECURE must be true in production")
+        if self.cookie_samesite == "none":
+            raise ValueError("DEVCONNECT_COOKIE_SAMESITE=none is refused in production")
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        """Celery broker: explicit URL, else the first Redis shard."""
+        if self.celery_broker_url:
+            return self.celery_broker_url
+        if not self.redis_urls:
+            raise ValueError("no Celery broker: set DEVCONNECT_CELERY_BROKER_URL or REDIS_URLS")
+        return self.redis_urls[0]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, raising ``SettingsError`` with one line per wrong setting."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if loc:
+                lines.append(f"DEVCONNECT_{loc.upper()}: {msg}")
+            else:
+                lines.append(msg)
+        raise SettingsError("; ".join(lines)) from None
+
+
+class SettingsError(Exception):
+    """A configuration that must not start; the message names the setting."""

@@ -1,0 +1,49 @@
+"""restd's composition: build the context, the routes, and serve."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import tornado.httpserver
+import tornado.web
+
+from core.logs import configure_logging
+from core.metrics import new_registry
+from core.mongo import ensure_indexes
+from core.runtime import Stores, open_stores
+from core.settings import Settings
+from core.web import service_routes
+
+log = logging.getLogger(__name__)
+
+
+def make_app(stores: Stores, **extra: Any) -> tornado.web.Application:
+    registry = new_registry()
+    routes: list[Any] = [*service_routes(stores.readiness, registry)]
+    return tornado.web.Application(routes, **extra)
+
+
+async def serve(settings: Settings) -> None:
+    stores = open_stores(settings)
+    await ensure_indexes(stores.db)
+    app = make_app(stores)
+    server = tornado.httpserver.HTTPServer(app, xheaders=True)
+    server.listen(settings.restd_port, address=settings.host)
+    log.info("restd listening", extra={"port": settings.restd_port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.stop()
+    await server.close_all_connections()
+    await stores.close()
+
+
+def main(settings: Settings, _argv: list[str]) -> int:
+    configure_logging("restd", settings.log_level, settings.log_format)
+    asyncio.run(serve(settings))
+    return 0

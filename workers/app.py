@@ -1,0 +1,66 @@
+"""Celery application factory and the ``devconnect worker`` / ``devconnect beat`` entry points."""
+
+from __future__ import annotations
+
+from celery import Celery, shared_task
+from kombu.entity import Queue
+
+from core.settings import Settings
+
+QUEUES = ("default", "email", "recs", "payments")
+
+
+def make_celery(settings: Settings) -> Celery:
+    broker = settings.broker_url
+    # Results are kept briefly, for callers that wait on a task (tests, the CLI).
+    backend = broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
+    app = Celery("devconnect", broker=broker, backend=backend)
+    app.conf.update(
+        task_default_queue="default",
+        task_queues=[Queue(name) for name in QUEUES],
+        task_routes={
+            "workers.email.*": {"queue": "email"},
+            "workers.recs.*": {"queue": "recs"},
+            "workers.payments.*": {"queue": "payments"},
+        },
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=120,
+        task_soft_time_limit=100,
+        broker_transport_options={"visibility_timeout": 3600},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        timezone="UTC",
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+        result_expires=3600,
+    )
+    app.devconnect_settings = settings
+    return app
+
+
+@shared_task(name="workers.ping")
+def ping() -> str:
+    return "pong"
+
+
+def run_worker(settings: Settings, argv: list[str]) -> int:
+    from core.logs import configure_logging
+
+    configure_logging("worker", settings.log_level, settings.log_format)
+    app = make_celery(settings)
+    app.worker_main(["worker", "--loglevel", settings.log_level, "-Q", ",".join(QUEUES), *argv])
+    return 0
+
+
+def run_beat(settings: Settings, _argv: list[str]) -> int:
+    from core.logs import configure_logging
+
+    configure_logging("beat", settings.log_level, settings.log_format)
+    app = make_celery(settings)
+    schedule = settings.var_dir / "celerybeat-schedule"
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    app.Beat(loglevel=settings.log_level, schedule=str(schedule)).run()
+    return 0
