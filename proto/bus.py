@@ -1,0 +1,31 @@
+"""What travels on a user's Redis channel between services and chatd nodes.
+
+Every live event for a user goes to that user's channel on the user's shard
+(``core.keys.Keys.user_channel``); chatd nodes subscribe only to the channels of
+the users connected to them. Three kinds of bus message:
+
+- ``deliver``: a server-to-client frame (``event`` = {"type", "data"}) for every
+  socket of the user, e.g. ``connection-request`` published by restd.
+- ``connection-changed``: the pair (user, ``otherUserId``) gained or lost an
+  accepted connection or a block; chatd drops its cached permission.
+- ``logout-all``: close every socket of the user (close code 4001).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BusMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Literal["deliver", "connection-changed", "logout-all"]
+    user_id: str = Field(alias="userId")
+    origin: str = ""  # node id of the publisher, so a node can drop its own echo
+    event: dict[str, Any] | None = None
+    other_user_id: str | None = Field(default=None, alias="otherUserId")
+    # For "deliver" of chat messages: stream positions, so the receiving node can
+    # tell a gap (see chatd/store.py).
+    seq: int | None = None
