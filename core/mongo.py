@@ -67,7 +67,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("familyId", ASCENDING)], name="family"),
         IndexModel([("userId", ASCENDING)], name="user"),
     ],
-    BLOCKS: [IndexModel([("pairKey", ASCENDING)], name="pair_key", unique=True)],
+    BLOCKS: [
+        # "blocker>blocked": one block per direction; both users may block each other.
+        IndexModel([("blockKey", ASCENDING)], name="block_key", unique=True),
+        IndexModel([("pairKey", ASCENDING)], name="pair_key"),
+    ],
 }
 
 
