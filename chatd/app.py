@@ -1,15 +1,20 @@
-"""chatd's composition: build the node, the routes, and serve."""
+"""chatd's composition: settings -> stores -> node -> Tornado application; and main()."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
 from typing import Any
 
 import tornado.httpserver
 import tornado.web
 
+from chatd.metrics import ChatMetrics
+from chatd.node import Node
+from chatd.transport import chat_routes
+from core.health import Readiness
 from core.logs import configure_logging
 from core.metrics import new_registry
 from core.mongo import ensure_indexes
@@ -20,22 +25,64 @@ from core.web import service_routes
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: Settings) -> None:
+def make_app(node: Node, readiness: Readiness) -> tornado.web.Application:
+    settings = node.settings
+    routes: list[Any] = [*service_routes(readiness, node.metrics.registry), *chat_routes(node)]
+    return tornado.web.Application(
+        routes,
+        websocket_ping_interval=settings.ws_ping_interval_s,
+        # Tornado caps the timeout at the interval: a silent socket goes within 2 intervals.
+        websocket_ping_timeout=min(
+            settings.ws_ping_interval_s, settings.ws_idle_timeout_s - settings.ws_ping_interval_s
+        ),
+        websocket_max_message_size=settings.ws_max_frame_bytes,
+    )
+
+
+@dataclass
+class RunningChatd:
+    node: Node
+    server: tornado.httpserver.HTTPServer
+
+    async def drain_and_stop(self) -> None:
+        """SIGTERM: stop accepting, finish in-flight persists, close sockets in batches."""
+        self.server.stop()
+        await self.node.drain()
+        await self.server.close_all_connections()
+        await self.node.close()
+        await self.node.stores.close()
+
+
+async def start_chatd(settings: Settings) -> RunningChatd:
     stores = open_stores(settings)
     await ensure_indexes(stores.db)
-    registry = new_registry()
-    routes: list[Any] = [*service_routes(stores.readiness, registry)]
-    app = tornado.web.Application(routes)
-    server = tornado.httpserver.HTTPServer(app)
+    metrics = ChatMetrics(new_registry())
+    node = Node(settings, stores, metrics)
+
+    async def not_draining() -> None:
+        if node.draining:
+            raise RuntimeError("draining")
+
+    stores.readiness.add("chatd", not_draining)
+    await node.start()
+    server = tornado.httpserver.HTTPServer(make_app(node, stores.readiness))
     server.listen(settings.chatd_port, address=settings.host)
-    log.info("chatd listening", extra={"port": settings.chatd_port})
+    log.info("chatd listening", extra={"port": settings.chatd_port, "nodeId": node.node_id})
+    return RunningChatd(node, server)
+
+
+async def serve(settings: Settings) -> None:
+    running = await start_chatd(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    server.stop()
-    await stores.close()
+    log.info("draining on signal")
+    try:
+        await asyncio.wait_for(running.drain_and_stop(), settings.drain_timeout_s + 5)
+    except TimeoutError:
+        log.warning("drain exceeded its bound; exiting")
 
 
 def main(settings: Settings, _argv: list[str]) -> int:

@@ -22,3 +22,16 @@ async def are_connected(db: AsyncDatabase[Doc], user_a: str, user_b: str) -> boo
         {"pairKey": pair_key(user_a, user_b), "status": ACCEPTED}, projection={"_id": 1}
     )
     return found is not None
+
+
+async def connections_of(db: AsyncDatabase[Doc], user_id: str, limit: int = 5000) -> list[str]:
+    """The users with an accepted connection to user_id (two single-field index reads)."""
+    others: list[str] = []
+    for mine, theirs in (("fromUserId", "toUserId"), ("toUserId", "fromUserId")):
+        cursor = (
+            db[CONNECTION_REQUESTS]
+            .find({mine: user_id, "status": ACCEPTED}, projection={theirs: 1})
+            .limit(limit)
+        )
+        others += [doc[theirs] async for doc in cursor]
+    return others

@@ -9,6 +9,9 @@ the users connected to them. Three kinds of bus message:
 - ``connection-changed``: the pair (user, ``otherUserId``) gained or lost an
   accepted connection or a block; chatd drops its cached permission.
 - ``logout-all``: close every socket of the user (close code 4001).
+- ``message``: a committed chat message (``event`` = its wire form) at position
+  ``seq`` of the user's inbound (``inbound`` true) or outbound stream, for
+  the user's sockets on other nodes.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 class BusMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    kind: Literal["deliver", "connection-changed", "logout-all"]
+    kind: Literal["deliver", "connection-changed", "logout-all", "message"]
     user_id: str = Field(alias="userId")
     origin: str = ""  # node id of the publisher, so a node can drop its own echo
     event: dict[str, Any] | None = None
     other_user_id: str | None = Field(default=None, alias="otherUserId")
-    # For "deliver" of chat messages: stream positions, so the receiving node can
-    # tell a gap (see chatd/store.py).
+    # For "message": the stream position, so the receiving node can tell a gap.
     seq: int | None = None
+    inbound: bool | None = None
+    # For "message": which session sent it (that session gets the ack, not a copy).
+    origin_session: str | None = Field(default=None, alias="originSession")

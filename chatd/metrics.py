@@ -1,0 +1,86 @@
+"""chatd's Prometheus metrics, registered on the registry the daemon's main() builds."""
+
+from __future__ import annotations
+
+from core.metrics import LATENCY_BUCKETS_S, CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ChatMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.open_sockets = Gauge(
+            "chatd_open_sockets", "Open websocket connections", registry=registry
+        )
+        self.connects = Counter(
+            "chatd_connects_total", "Accepted websocket connections", registry=registry
+        )
+        self.handshake_refusals = Counter(
+            "chatd_handshake_refusals_total",
+            "Upgrades refused, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.disconnects = Counter(
+            "chatd_disconnects_total", "Closed websocket connections", registry=registry
+        )
+        self.messages_received = Counter(
+            "chatd_messages_received_total", "private-message frames received", registry=registry
+        )
+        self.messages_persisted = Counter(
+            "chatd_messages_persisted_total", "Messages durably stored", registry=registry
+        )
+        self.messages_delivered = Counter(
+            "chatd_messages_delivered_total",
+            "incoming-message frames sent to sockets",
+            registry=registry,
+        )
+        self.errors = Counter(
+            "chatd_errors_total", "error frames sent, by code", ["code"], registry=registry
+        )
+        self.rate_limited = Counter(
+            "chatd_rate_limited_total",
+            "Frames refused by rate limits",
+            ["event"],
+            registry=registry,
+        )
+        self.slow_consumer_drops = Counter(
+            "chatd_slow_consumer_disconnects_total",
+            "Sockets closed because their outgoing buffer was full",
+            registry=registry,
+        )
+        self.shed_frames = Counter(
+            "chatd_shed_frames_total", "Ephemeral frames shed under backpressure", registry=registry
+        )
+        self.persist_latency = Histogram(
+            "chatd_persist_latency_seconds",
+            "Time to commit one batch of messages",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.persist_batch = Histogram(
+            "chatd_persist_batch_size",
+            "Messages per committed batch",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+            registry=registry,
+        )
+        self.fanout_latency = Histogram(
+            "chatd_receive_to_fanout_seconds",
+            "From a private-message frame's arrival to its fan-out to recipients",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.presence_changes = Counter(
+            "chatd_presence_changes_total",
+            "Users going online or offline",
+            ["status"],
+            registry=registry,
+        )
+        self.bus_errors = Counter(
+            "chatd_bus_errors_total",
+            "Redis routing failures (publish or listen)",
+            ["op"],
+            registry=registry,
+        )
+        self.draining = Gauge(
+            "chatd_draining", "1 while the node drains for shutdown", registry=registry
+        )

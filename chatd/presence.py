@@ -1,0 +1,100 @@
+"""Cluster presence by TTL heartbeat (STYLE 11; centrifuge).
+
+On the user's shard, hash ``presence:{user}`` maps each node holding a socket of
+the user to the epoch second its claim expires. Nodes refresh their users'
+claims every third of the TTL (with jitter), so a node that dies without a word
+stops counting once its claims expire, and nothing needs cleaning up. A user is
+online while any claim is unexpired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+
+from redis.exceptions import RedisError
+
+from core.keys import Keys
+from core.redis import RedisShards
+
+log = logging.getLogger(__name__)
+
+LAST_SEEN_TTL_S = 90 * 24 * 3600
+
+
+class Presence:
+    def __init__(self, redis: RedisShards, keys: Keys, node_id: str, ttl_s: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.node_id = node_id
+        self.ttl_s = ttl_s
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def claim(self, user_ids: Iterable[str]) -> None:
+        """Claim (or refresh) this node's presence for these users, one pipeline per shard."""
+        expiry = int(time.time() + self.ttl_s)
+        by_shard: dict[int, list[str]] = {}
+        for user in user_ids:
+            by_shard.setdefault(self.redis.index_for(user), []).append(user)
+        for shard, users in by_shard.items():
+            pipe = self.redis.clients[shard].pipeline(transaction=False)
+            for user in users:
+                key = self.keys.presence(user)
+                pipe.hset(key, self.node_id, expiry)
+                pipe.expire(key, int(self.ttl_s) + 1)
+            await pipe.execute()
+
+    async def release(self, user_id: str) -> bool:
+        """Drop this node's claim; True if the user is still online on another node."""
+        client = self.redis.for_user(user_id)
+        key = self.keys.presence(user_id)
+        pipe = client.pipeline(transaction=False)
+        pipe.hdel(key, self.node_id)
+        pipe.hgetall(key)
+        pipe.set(self.keys.last_seen(user_id), int(time.time() * 1000), ex=LAST_SEEN_TTL_S)
+        _, claims, _ = await pipe.execute()
+        return _any_live(claims)
+
+    async def statuses(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
+        """user -> (online, last seen epoch ms) for many users, one pipeline per shard."""
+        by_shard: dict[int, list[str]] = {}
+        for user in user_ids:
+            by_shard.setdefault(self.redis.index_for(user), []).append(user)
+        result: dict[str, tuple[bool, int | None]] = {}
+        for shard, users in by_shard.items():
+            pipe = self.redis.clients[shard].pipeline(transaction=False)
+            for user in users:
+                pipe.hgetall(self.keys.presence(user))
+                pipe.get(self.keys.last_seen(user))
+            replies = await pipe.execute()
+            for i, user in enumerate(users):
+                claims, seen = replies[2 * i], replies[2 * i + 1]
+                result[user] = (_any_live(claims), int(seen) if seen else None)
+        return result
+
+    def start_heartbeat(
+        self, local_users: Callable[[], list[str]], on_error: Callable[[], None]
+    ) -> None:
+        async def beat() -> None:
+            while True:
+                period = self.ttl_s / 3
+                await asyncio.sleep(period * random.uniform(0.8, 1.0))
+                try:
+                    await self.claim(local_users())
+                except (RedisError, OSError) as exc:
+                    on_error()
+                    log.warning("presence heartbeat failed: %s", exc)
+
+        self._heartbeat = asyncio.get_running_loop().create_task(beat())
+
+    async def close(self) -> None:
+        if self._heartbeat:
+            self._heartbeat.cancel()
+
+
+def _any_live(claims: dict[bytes, bytes]) -> bool:
+    now = time.time()
+    return any(float(expiry) > now for expiry in claims.values())

@@ -1,0 +1,200 @@
+"""Routing live events between nodes through the users' Redis shards.
+
+Each user maps to one shard (``core.sharding``); that shard carries the user's
+channel. A node subscribes only to the channels of users connected to it and
+unsubscribes when they leave, so a message costs one PUBLISH on one shard,
+whatever the number of nodes, and no node hears traffic for users it lacks.
+
+Guarantee: best effort, at most once, in publish order per (publisher, user).
+MongoDB is the source of truth; whatever the bus drops, clients recover with
+``sync`` (and sessions read the store when they see a gap).
+
+The listener never dies (STYLE 12): it reconnects with capped backoff,
+re-subscribes, logs and skips a bad message, and drops its own echo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+from pydantic import ValidationError
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from core.keys import Keys
+from core.redis import RedisShards
+from proto.bus import BusMessage
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 5.0
+PUBLISH_QUEUE_MAX = 100_000
+
+
+class Router(Protocol):
+    """Carries bus messages to the nodes holding a user's sockets (see module docstring)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def watch(self, user_id: str) -> None:
+        """This node now holds sockets of user_id: receive their channel."""
+
+    def unwatch(self, user_id: str) -> None:
+        """This node no longer holds sockets of user_id."""
+
+    def publish(self, message: BusMessage) -> None:
+        """Queue a message for the user's channel; never blocks, never raises."""
+
+
+OnMessage = Callable[[BusMessage], None]
+
+
+class RedisRouter:
+    def __init__(
+        self,
+        redis: RedisShards,
+        keys: Keys,
+        node_id: str,
+        on_message: OnMessage,
+        on_error: Callable[[str], None] = lambda op: None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.node_id = node_id
+        self.on_message = on_message
+        self.on_error = on_error
+        self._watched: list[set[str]] = [set() for _ in redis.clients]
+        self._dirty: list[asyncio.Event] = [asyncio.Event() for _ in redis.clients]
+        self._outbox: list[tuple[int, str, bytes]] = []
+        self._outbox_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.healthy: list[bool] = [True for _ in redis.clients]
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for shard in range(len(self.redis.clients)):
+            self._tasks.append(loop.create_task(self._listen(shard)))
+        self._tasks.append(loop.create_task(self._publish_loop()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def watch(self, user_id: str) -> None:
+        shard = self.redis.index_for(user_id)
+        self._watched[shard].add(user_id)
+        self._dirty[shard].set()
+
+    def unwatch(self, user_id: str) -> None:
+        shard = self.redis.index_for(user_id)
+        self._watched[shard].discard(user_id)
+        self._dirty[shard].set()
+
+    def publish(self, message: BusMessage) -> None:
+        if len(self._outbox) >= PUBLISH_QUEUE_MAX:
+            self.on_error("publish-overflow")
+            log.warning("publish queue full; dropping a live event (clients recover by sync)")
+            return
+        if not message.origin:
+            message = message.model_copy(update={"origin": self.node_id})
+        payload = orjson.dumps(message.model_dump(by_alias=True, exclude_none=True))
+        shard = self.redis.index_for(message.user_id)
+        self._outbox.append((shard, self.keys.user_channel(message.user_id), payload))
+        self._outbox_ready.set()
+
+    # -- publishing: one pipeline per shard per turn, in queue order --------------------
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            batch, self._outbox = self._outbox, []
+            by_shard: dict[int, list[tuple[str, bytes]]] = {}
+            for shard, channel, payload in batch:
+                by_shard.setdefault(shard, []).append((channel, payload))
+            for shard, items in by_shard.items():
+                pipe = self.redis.clients[shard].pipeline(transaction=False)
+                for channel, payload in items:
+                    pipe.publish(channel, payload)
+                try:
+                    await pipe.execute()
+                except (RedisError, OSError) as exc:
+                    self.on_error("publish")
+                    log.warning(
+                        "publish of %d live events to shard %d failed: %s", len(items), shard, exc
+                    )
+
+    # -- listening ------------------------------------------------------------------------
+
+    async def _listen(self, shard: int) -> None:
+        backoff = BACKOFF_MIN_S
+        while True:
+            pubsub: PubSub | None = None
+            subscribed: set[str] = set()
+            try:
+                pubsub = self.redis.clients[shard].pubsub(ignore_subscribe_messages=True)
+                while True:
+                    if self._dirty[shard].is_set() or not subscribed:
+                        self._dirty[shard].clear()
+                        subscribed = await self._sync_subscriptions(pubsub, shard, subscribed)
+                    if not subscribed:
+                        # Nothing to hear: wait until a user of this shard connects.
+                        await self._dirty[shard].wait()
+                        continue
+                    message = await pubsub.get_message(timeout=0.5)
+                    if not self.healthy[shard]:
+                        self.healthy[shard] = True
+                        log.info("listening to shard %d again", shard)
+                    backoff = BACKOFF_MIN_S
+                    if message is not None and message.get("type") == "message":
+                        self._dispatch(message)
+            except asyncio.CancelledError:
+                if pubsub is not None:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                raise
+            except (RedisError, OSError) as exc:
+                if self.healthy[shard]:
+                    log.warning("listener for shard %d lost: %s; reconnecting", shard, exc)
+                self.healthy[shard] = False
+                self.on_error("listen")
+            except Exception:  # keep listening whatever happens
+                log.exception("listener for shard %d failed; restarting", shard)
+            if pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+    async def _sync_subscriptions(
+        self, pubsub: PubSub, shard: int, subscribed: set[str]
+    ) -> set[str]:
+        wanted = {self.keys.user_channel(user) for user in self._watched[shard]}
+        add, remove = wanted - subscribed, subscribed - wanted
+        if add:
+            await pubsub.subscribe(*add)
+        if remove:
+            await pubsub.unsubscribe(*remove)
+        return wanted
+
+    def _dispatch(self, raw: dict[str, Any]) -> None:
+        try:
+            message = BusMessage.model_validate(orjson.loads(raw["data"]))
+        except (orjson.JSONDecodeError, ValidationError, KeyError, TypeError):
+            log.warning("skipping a malformed bus message on %s", raw.get("channel"))
+            return
+        if message.origin == self.node_id:
+            return  # our own echo: local sessions were served before publishing
+        try:
+            self.on_message(message)
+        except Exception:
+            log.exception("handling a bus message failed", extra={"kind": message.kind})

@@ -1,0 +1,585 @@
+"""Durable messages: group commit, gap-free stream positions, and the reads behind ``sync``.
+
+Every message occupies one position in two per-user streams: the recipient's
+inbound stream (``inKey = "<to>:<seq>"``) and the sender's outbound stream
+(``outKey = "<from>:<seq>"``), both unique indexes (see proto/cursor.py).
+
+Why positions are gap-free and visible in commit order (../shared/notes/sync-cursor.md):
+- one writer loop per node assigns positions inside each batch and commits
+  batches one at a time, so on a node position n+1 is never committed before n;
+- the next position of a user comes from what this node has seen committed,
+  and the unique indexes arbitrate between nodes: a node holding a stale head
+  gets a duplicate-key error, reloads the head and retries the message, so no
+  node writes n+1 before it has seen n committed;
+- a position allocated but not used (the message turned out to be a retry of
+  one already stored, or lost a race to another node) is filled with a
+  tombstone, which ``sync`` steps over;
+- a hole that still remains (a write that failed half way) is skipped by
+  readers once it is older than the persist timeout: by then its sender has
+  an error, not an ack.
+
+The batch window adapts to load by construction: the loop takes everything
+queued while the previous batch was being committed, so an idle server
+commits a lone message at once and a busy one commits in large batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from core.ids import conversation_id
+from core.mongo import MESSAGES, READ_MARKS, Doc
+from proto.cursor import Cursor
+from proto.frames import chat_message
+
+log = logging.getLogger(__name__)
+
+SEQ_DIGITS = 12
+DUPLICATE_KEY = 11000
+MAX_CONFLICT_RETRIES = 20
+DEDUP_CACHE_SIZE = 100_000
+HEAD_CACHE_SIZE = 200_000
+TOMBSTONE_PREFIX = "~tomb:"  # sorts after every "<24 hex>:" stream key
+
+
+def stream_key(user_id: str, seq: int) -> str:
+    return f"{user_id}:{seq:0{SEQ_DIGITS}d}"
+
+
+def _seq_of(key: str) -> int:
+    return int(key.rsplit(":", 1)[1])
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+class PersistError(Exception):
+    """The message could not be stored; its sender gets ``unavailable`` and no ack."""
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    message_id: str
+    conversation_id: str
+    from_user_id: str
+    to_user_id: str
+    text: str
+    created_at_ms: int
+    in_seq: int
+    out_seq: int
+    temp_id: str = ""
+    origin_session: str = ""  # the socket that sent it: it gets the ack, not a copy
+    duplicate: bool = False  # a retry of a message stored before: same id, not delivered again
+    received_at: float = 0.0  # monotonic, when the frame arrived (for latency metrics)
+    _wire: dict[str, Any] | None = field(default=None, repr=False)
+
+    def wire(self) -> dict[str, Any]:
+        """The message as clients see it (computed once, shared by every recipient)."""
+        if self._wire is None:
+            self._wire = chat_message(
+                self.message_id,
+                self.conversation_id,
+                self.from_user_id,
+                self.to_user_id,
+                self.text,
+                self.created_at_ms,
+            )
+        return self._wire
+
+    @classmethod
+    def from_doc(cls, doc: Doc) -> StoredMessage:
+        return cls(
+            message_id=str(doc["_id"]),
+            conversation_id=doc["conversationId"],
+            from_user_id=doc["fromUserId"],
+            to_user_id=doc["toUserId"],
+            text=doc["text"],
+            created_at_ms=_ms(doc["createdAt"]),
+            in_seq=_seq_of(doc["inKey"]),
+            out_seq=_seq_of(doc["outKey"]),
+            temp_id=doc.get("tempId", ""),
+        )
+
+
+@dataclass(slots=True)
+class Skipped:
+    """A stream position filled by a tombstone: nothing to deliver, but readers move past it."""
+
+    user_id: str
+    inbound: bool
+    seq: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    from_user_id: str
+    to_user_id: str
+    temp_id: str
+    text: str
+    received_at: float
+    origin_session: str
+    future: asyncio.Future[StoredMessage]
+    conflicts: int = 0
+
+
+PersistedCallback = Callable[[list[StoredMessage], list[Skipped]], None]
+
+
+@dataclass
+class StreamRead:
+    messages: list[StoredMessage]
+    cursor: Cursor
+    has_more: bool
+
+
+class _LRU(OrderedDict[str, Any]):
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def put(self, key: str, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.capacity:
+            self.popitem(last=False)
+
+
+class MessageStore:
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        *,
+        batch_max: int = 200,
+        persist_timeout_s: float = 5.0,
+        observe_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.messages = db[MESSAGES]
+        self.batch_max = batch_max
+        self.persist_timeout_s = persist_timeout_s
+        self.observe_batch = observe_batch
+        self.on_persisted: PersistedCallback = lambda stored, skipped: None
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Last committed position per user and stream, as this node has seen it.
+        self._heads_in: _LRU = _LRU(HEAD_CACHE_SIZE)
+        self._heads_out: _LRU = _LRU(HEAD_CACHE_SIZE)
+        # Last position committed *and fanned out*: updated in the same step as the
+        # fan-out, so a session that registers right after reading it misses nothing.
+        self._committed_in: _LRU = _LRU(HEAD_CACHE_SIZE)
+        self._committed_out: _LRU = _LRU(HEAD_CACHE_SIZE)
+        # (sender, tempId) -> stored message, or the future of the one in flight.
+        self._dedup: _LRU = _LRU(DEDUP_CACHE_SIZE)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def close(self) -> None:
+        """Finish everything accepted so far, then stop the writer."""
+        self._closing = True
+        self._wake.set()
+        if self._writer:
+            await self._writer
+
+    async def flushed(self) -> None:
+        """Wait until every message accepted so far has been committed or failed."""
+        while self._queue or not self._idle.is_set():
+            await self._idle.wait()
+            await asyncio.sleep(0)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        from_user_id: str,
+        to_user_id: str,
+        temp_id: str,
+        text: str,
+        received_at: float,
+        origin_session: str = "",
+    ) -> StoredMessage:
+        """Persist one message; resolves after it is durable and has been fanned out."""
+        dedup_key = f"{from_user_id}:{temp_id}"
+        known = self._dedup.get(dedup_key)
+        if isinstance(known, StoredMessage):
+            return _as_duplicate(known)
+        if isinstance(known, asyncio.Future):
+            return _as_duplicate(await asyncio.shield(known))
+        if self._closing:
+            raise PersistError("server is draining")
+        future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
+        self._dedup.put(dedup_key, future)
+        self._queue.append(
+            _Pending(from_user_id, to_user_id, temp_id, text, received_at, origin_session, future)
+        )
+        self._wake.set()
+        try:
+            stored = await asyncio.shield(future)
+        except PersistError:
+            if self._dedup.get(dedup_key) is future:
+                del self._dedup[dedup_key]
+            raise
+        self._dedup.put(dedup_key, stored)
+        return stored
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._idle.clear()
+            batch = self._queue[: self.batch_max]
+            del self._queue[: self.batch_max]
+            started = time.perf_counter()
+            try:
+                await self._commit(batch)
+            except Exception:  # the loop must survive anything; each sender hears of it
+                log.exception("persist batch failed unexpectedly")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(PersistError("internal"))
+            if self.observe_batch:
+                self.observe_batch(len(batch), time.perf_counter() - started)
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        await self._load_heads(
+            {p.to_user_id for p in batch} - self._heads_in.keys(),
+            {p.from_user_id for p in batch} - self._heads_out.keys(),
+        )
+        now = datetime.now(UTC)
+        docs: list[Doc] = []
+        for item in batch:
+            in_seq = self._heads_in[item.to_user_id] + 1
+            out_seq = self._heads_out[item.from_user_id] + 1
+            self._heads_in.put(item.to_user_id, in_seq)
+            self._heads_out.put(item.from_user_id, out_seq)
+            docs.append(
+                {
+                    "_id": ObjectId(),
+                    "conversationId": conversation_id(item.from_user_id, item.to_user_id),
+                    "fromUserId": item.from_user_id,
+                    "toUserId": item.to_user_id,
+                    "text": item.text,
+                    "attachments": [],
+                    "status": "sent",
+                    "createdAt": now,
+                    "tempId": item.temp_id,
+                    "inKey": stream_key(item.to_user_id, in_seq),
+                    "outKey": stream_key(item.from_user_id, out_seq),
+                    "dedupKey": f"{item.from_user_id}:{item.temp_id}",
+                }
+            )
+
+        failed: dict[int, dict[str, Any]] = {}
+        try:
+            await self.messages.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            failed = {err["index"]: err for err in exc.details.get("writeErrors", [])}
+        except PyMongoError as exc:
+            log.warning("persist failed for a batch of %d: %s", len(batch), exc)
+            self._forget_heads(batch)
+            for item in batch:
+                item.future.set_exception(PersistError(str(exc)))
+            return
+
+        stored: list[StoredMessage] = []
+        skipped: list[Skipped] = []
+        results: list[tuple[_Pending, StoredMessage | Exception]] = []
+        retry: list[_Pending] = []
+        for index, (item, doc) in enumerate(zip(batch, docs, strict=True)):
+            err = failed.get(index)
+            if err is None:
+                message = StoredMessage.from_doc(doc)
+                message.received_at = item.received_at
+                message.origin_session = item.origin_session
+                stored.append(message)
+                results.append((item, message))
+                continue
+            # The positions this document took are now holes: fill them with tombstones.
+            skipped += [
+                Skipped(item.to_user_id, True, _seq_of(doc["inKey"])),
+                Skipped(item.from_user_id, False, _seq_of(doc["outKey"])),
+            ]
+            which = _duplicate_field(err)
+            if which == "dedupKey":
+                existing = await self.messages.find_one({"dedupKey": doc["dedupKey"]})
+                if existing is None:
+                    results.append((item, PersistError("duplicate vanished")))
+                else:
+                    results.append((item, _as_duplicate(StoredMessage.from_doc(existing))))
+            elif which in ("inKey", "outKey") and item.conflicts < MAX_CONFLICT_RETRIES:
+                # Another node took this position: reload that head, try again next batch.
+                user = item.to_user_id if which == "inKey" else item.from_user_id
+                heads = self._heads_in if which == "inKey" else self._heads_out
+                heads.pop(user, None)
+                item.conflicts += 1
+                retry.append(item)
+                # The taken position is not a hole: the other node's message is there.
+                skipped = [
+                    s
+                    for s in skipped
+                    if not (
+                        s.user_id == user
+                        and s.inbound == (which == "inKey")
+                        and s.seq == _seq_of(doc[which])
+                    )
+                ]
+            else:
+                log.warning("persist failed for one message: %s", err.get("errmsg"))
+                results.append((item, PersistError(str(err.get("errmsg")))))
+        if skipped:
+            await self._fill_holes(skipped)
+        if retry:
+            self._queue[:0] = retry
+        # Persist, then deliver, then ack.
+        for message in stored:
+            _advance(self._committed_in, message.to_user_id, message.in_seq)
+            _advance(self._committed_out, message.from_user_id, message.out_seq)
+        for hole in skipped:
+            _advance(
+                self._committed_in if hole.inbound else self._committed_out, hole.user_id, hole.seq
+            )
+        if stored or skipped:
+            self.on_persisted(stored, skipped)
+        for item, outcome in results:
+            if isinstance(outcome, Exception):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+
+    async def _fill_holes(self, holes: list[Skipped]) -> None:
+        tombstones = []
+        for hole in holes:
+            filler = f"{TOMBSTONE_PREFIX}{ObjectId()}"
+            key = stream_key(hole.user_id, hole.seq)
+            tombstones.append(
+                {
+                    "_id": ObjectId(),
+                    "tombstone": True,
+                    "createdAt": datetime.now(UTC),
+                    "inKey": key if hole.inbound else filler,
+                    "outKey": filler if hole.inbound else key,
+                    "dedupKey": filler,
+                }
+            )
+        try:
+            await self.messages.insert_many(tombstones, ordered=False)
+        except PyMongoError as exc:
+            # Readers skip a hole older than the persist timeout; nothing is lost.
+            log.warning("could not fill %d stream holes: %s", len(holes), exc)
+
+    def _forget_heads(self, batch: Iterable[_Pending]) -> None:
+        """After a failed write, what was committed is unknown: reload those heads."""
+        for item in batch:
+            self._heads_in.pop(item.to_user_id, None)
+            self._heads_out.pop(item.from_user_id, None)
+
+    async def _load_heads(self, inbound: set[str], outbound: set[str]) -> None:
+        for users, field_name, heads in (
+            (inbound, "inKey", self._heads_in),
+            (outbound, "outKey", self._heads_out),
+        ):
+            for user in users:
+                heads.put(user, await self._max_seq(field_name, user))
+
+    async def _max_seq(self, field_name: str, user_id: str) -> int:
+        doc = await self.messages.find_one(
+            {field_name: {"$gt": f"{user_id}:", "$lt": f"{user_id};"}},
+            projection={field_name: 1},
+            sort=[(field_name, -1)],
+        )
+        return _seq_of(doc[field_name]) if doc else 0
+
+    async def committed_head(self, user_id: str) -> Cursor:
+        """The user's last positions committed and fanned out by this node.
+
+        Read it and register the session for live delivery with no await in
+        between: everything after this cursor then reaches the session live.
+        """
+        for field_name, committed in (
+            ("inKey", self._committed_in),
+            ("outKey", self._committed_out),
+        ):
+            if user_id not in committed:
+                seq = await self._max_seq(field_name, user_id)
+                if user_id not in committed:  # the writer may have set it meanwhile
+                    committed.put(user_id, seq)
+        return Cursor(self._committed_in[user_id], self._committed_out[user_id])
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def read_streams(self, user_id: str, after: Cursor, limit: int) -> StreamRead:
+        """Messages after ``after`` in both streams, each stream contiguous, merged by time."""
+        inbound, in_next, in_more = await self._read_stream("inKey", user_id, after.inbound, limit)
+        outbound, out_next, out_more = await self._read_stream(
+            "outKey", user_id, after.outbound, limit
+        )
+        merged: list[tuple[StoredMessage, bool]] = []
+        i = j = 0
+        while len(merged) < limit and (i < len(inbound) or j < len(outbound)):
+            take_in = j >= len(outbound) or (
+                i < len(inbound)
+                and (inbound[i].created_at_ms, inbound[i].message_id)
+                <= (outbound[j].created_at_ms, outbound[j].message_id)
+            )
+            if take_in:
+                merged.append((inbound[i], True))
+                i += 1
+            else:
+                merged.append((outbound[j], False))
+                j += 1
+        # The cursor covers what is returned, plus any tombstones just before what is not.
+        in_cursor = inbound[i - 1].in_seq if i else after.inbound
+        out_cursor = outbound[j - 1].out_seq if j else after.outbound
+        if i == len(inbound):
+            in_cursor = max(in_cursor, in_next)
+        if j == len(outbound):
+            out_cursor = max(out_cursor, out_next)
+        has_more = i < len(inbound) or j < len(outbound) or in_more or out_more
+        # A message to oneself is impossible, so no message appears in both lists.
+        return StreamRead([m for m, _ in merged], Cursor(in_cursor, out_cursor), has_more)
+
+    async def _read_stream(
+        self, field_name: str, user_id: str, after: int, limit: int
+    ) -> tuple[list[StoredMessage], int, bool]:
+        """A contiguous run after ``after``: (messages, last position covered, more beyond)."""
+        docs = await (
+            self.messages.find(
+                {field_name: {"$gt": stream_key(user_id, after), "$lt": f"{user_id};"}}
+            )
+            .sort(field_name, 1)
+            .limit(limit + 1)
+            .to_list()
+        )
+        now_ms = int(time.time() * 1000)
+        old_enough_ms = now_ms - int(self.persist_timeout_s * 1000)
+        expected = after + 1
+        out: list[StoredMessage] = []
+        position = after
+        stopped_at_gap = False
+        for doc in docs:
+            seq = _seq_of(doc[field_name])
+            if seq > expected and _ms(doc["createdAt"]) > old_enough_ms:
+                stopped_at_gap = True  # a position still being written: stop before it
+                break
+            position = seq
+            expected = seq + 1
+            if doc.get("tombstone"):
+                continue
+            if len(out) == limit:
+                return out, out[-1].in_seq if field_name == "inKey" else out[-1].out_seq, True
+            out.append(StoredMessage.from_doc(doc))
+        # A fresh gap is not "more": the client is as far as it can be until it fills.
+        return out, position, len(docs) > limit and not stopped_at_gap
+
+    # -- read receipts and unread counts ----------------------------------------------
+
+    async def mark_read(
+        self, user_id: str, conv_id: str, other_user_id: str, up_to: ObjectId
+    ) -> tuple[int, int]:
+        """Move the reader's watermark forward; returns (read at ms, messages newly read)."""
+        now = datetime.now(UTC)
+        mark_id = f"{user_id}|{conv_id}"
+        current = await self.db[READ_MARKS].find_one({"_id": mark_id})
+        if current is None or current.get("upToMessageId", ObjectId("0" * 24)) < up_to:
+            await self.db[READ_MARKS].update_one(
+                {"_id": mark_id},
+                {
+                    "$set": {
+                        "userId": user_id,
+                        "conversationId": conv_id,
+                        "upToMessageId": up_to,
+                        "readAt": now,
+                    }
+                },
+                upsert=True,
+            )
+        result = await self.messages.update_many(
+            {
+                "conversationId": conv_id,
+                "toUserId": user_id,
+                "fromUserId": other_user_id,
+                "status": "sent",
+                "_id": {"$lte": up_to},
+            },
+            {"$set": {"status": "read", "readAt": now}},
+        )
+        return _ms(now), result.modified_count
+
+    async def message_in_conversation(self, message_id: ObjectId, conv_id: str) -> bool:
+        doc = await self.messages.find_one({"_id": message_id}, projection={"conversationId": 1})
+        return doc is not None and doc.get("conversationId") == conv_id
+
+    async def unread_count(self, user_id: str, conv_id: str | None = None) -> int:
+        if conv_id is not None:
+            return await self.messages.count_documents(
+                {"conversationId": conv_id, "toUserId": user_id, "status": "sent"}
+            )
+        return await self.messages.count_documents(
+            {"inKey": {"$gt": f"{user_id}:", "$lt": f"{user_id};"}, "status": "sent"}
+        )
+
+
+def _advance(heads: _LRU, user_id: str, seq: int) -> None:
+    if heads.get(user_id, 0) < seq:
+        heads.put(user_id, seq)
+
+
+def _as_duplicate(message: StoredMessage) -> StoredMessage:
+    return StoredMessage(
+        message.message_id,
+        message.conversation_id,
+        message.from_user_id,
+        message.to_user_id,
+        message.text,
+        message.created_at_ms,
+        message.in_seq,
+        message.out_seq,
+        message.temp_id,
+        duplicate=True,
+    )
+
+
+def _duplicate_field(err: dict[str, Any]) -> str | None:
+    """Which unique key a duplicate-key write error is about (MongoDB and nx-27017 forms)."""
+    if err.get("code") != DUPLICATE_KEY:
+        return None
+    pattern = err.get("keyPattern") or {}
+    for name in ("dedupKey", "inKey", "outKey"):
+        if name in pattern:
+            return name
+    text = str(err.get("errmsg", ""))
+    for name, index_names in (
+        ("dedupKey", ("dedupKey", "dedup_key")),
+        ("inKey", ("inKey", "in_key")),
+        ("outKey", ("outKey", "out_key")),
+    ):
+        if any(n in text for n in index_names):
+            return name
+    return None

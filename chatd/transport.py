@@ -1,0 +1,125 @@
+"""The websocket transport: Tornado's handler, adapted to the Session's Transport protocol.
+
+Authentication happens before the upgrade (401 on a missing, expired,
+tampered or revoked token); the browser Origin must be allowed (403).
+Tornado awaits ``on_message`` before reading the next frame, so each
+connection's frames are handled in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import tornado.websocket
+from redis.exceptions import RedisError
+from tornado.concurrent import Future
+
+from chatd.handlers import dispatch
+from chatd.node import Node
+from chatd.session import Session
+from core.auth import AccessClaims, TokenError
+from proto.codec import CODECS, JSON, Codec
+
+log = logging.getLogger(__name__)
+
+
+class ChatSocket(tornado.websocket.WebSocketHandler):
+    node: Node
+    claims: AccessClaims
+    session: Session | None = None
+    codec: Codec = JSON
+
+    def initialize(self, node: Node) -> None:
+        self.node = node
+        self._pending = 0
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self.node.draining:
+            self._refuse(503, "draining", "server is restarting; retry shortly")
+            return
+        try:
+            self.claims = await self.node.authenticator.authenticate(self._token())
+        except TokenError:
+            self._refuse(401, "unauthenticated", "missing, expired or invalid token")
+            return
+        except (RedisError, OSError):
+            self._refuse(503, "unavailable", "authentication store unavailable")
+            return
+        await super().get(*args, **kwargs)
+
+    def _token(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            return header[7:].strip()
+        cookie = self.get_cookie("access_token")
+        if cookie:
+            return cookie
+        return self.get_query_argument("token", None)
+
+    def _refuse(self, status: int, reason: str, message: str) -> None:
+        self.node.metrics.handshake_refusals.labels(reason).inc()
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish({"error": {"code": reason, "message": message}})
+
+    def check_origin(self, origin: str) -> bool:
+        # Called only when the client sent an Origin (browsers always do): refuse
+        # cross-site websocket hijacking from pages that are not ours.
+        allowed = origin in self.node.settings.allowed_origins
+        if not allowed:
+            self.node.metrics.handshake_refusals.labels("origin").inc()
+        return allowed
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        for name in subprotocols:
+            if name in CODECS:
+                return name
+        return None
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {} if self.node.settings.ws_compression else None
+
+    async def open(self, *args: str, **kwargs: str) -> None:
+        self.set_nodelay(True)
+        self.codec = CODECS.get(self.selected_subprotocol or "", JSON)
+        settings = self.node.settings
+        self.session = Session(
+            self.claims.user_id,
+            self.codec,
+            self,
+            out_queue_max=settings.out_queue_max_frames,
+            shed_ratio=settings.out_queue_shed_ratio,
+            metrics=self.node.metrics,
+            catch_up=self.node.catch_up,
+        )
+        await self.node.open_session(self.session)
+
+    async def on_message(self, message: str | bytes) -> None:
+        if self.session is not None:
+            await dispatch(self.node, self.session, message)
+
+    def on_close(self) -> None:
+        if self.session is not None:
+            self.node.close_session(self.session)
+
+    # -- Transport --------------------------------------------------------------------
+
+    def write_frame(self, data: bytes | str, binary: bool) -> None:
+        try:
+            future = self.write_message(data, binary=binary)
+        except tornado.websocket.WebSocketClosedError:
+            return
+        self._pending += 1
+        future.add_done_callback(self._written)
+
+    def _written(self, future: Future[None]) -> None:
+        self._pending -= 1
+        future.exception()  # retrieve it: a closed stream is expected here
+
+    def pending_writes(self) -> int:
+        return self._pending
+
+
+def chat_routes(node: Node) -> list[Any]:
+    return [(r"/ws", ChatSocket, {"node": node})]

@@ -1,0 +1,36 @@
+"""The sync cursor: a position in each of the user's two message streams.
+
+Every user has an inbound stream (messages sent to them) and an outbound stream
+(messages they sent, from any device). Each stream numbers its messages 1, 2,
+3, ... without gaps, in commit order. The cursor a device holds is the pair of
+the last positions it has seen, written ``"<in>.<out>"`` (e.g. ``"41.17"``).
+Clients treat it as opaque: store the last one seen, send it back to ``sync``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from proto.errors import ErrorCode, ProtocolError
+
+MAX_SEQ = 10**12 - 1  # the stream keys pad positions to 12 digits
+
+
+class Cursor(NamedTuple):
+    inbound: int = 0
+    outbound: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.inbound}.{self.outbound}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> Cursor:
+        if not text:
+            return cls(0, 0)
+        head, sep, tail = text.partition(".")
+        if not sep or not head.isdigit() or not tail.isdigit():
+            raise ProtocolError(ErrorCode.INVALID_CURSOR, "cursor is not one this server issued")
+        cursor = cls(int(head), int(tail))
+        if cursor.inbound > MAX_SEQ or cursor.outbound > MAX_SEQ:
+            raise ProtocolError(ErrorCode.INVALID_CURSOR, "cursor out of range")
+        return cursor

@@ -1,0 +1,238 @@
+"""Wire models of the chat protocol (pydantic v2). Field names are camelCase on the wire.
+
+Client frames are validated here, once, at the edge (``parse_client_frame``);
+server frames are built by ``proto.frames`` as plain dicts for speed, and the
+models below describe them exactly (the tests validate every frame they
+receive against them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from proto.errors import ErrorCode, ProtocolError
+
+MAX_TEXT_CHARS = 4000
+MAX_TEMP_ID_CHARS = 64
+MAX_SYNC_LIMIT = 500
+OBJECT_ID_PATTERN = r"^[0-9a-f]{24}$"
+
+UserId = Annotated[str, Field(pattern=OBJECT_ID_PATTERN)]
+MessageId = Annotated[str, Field(pattern=OBJECT_ID_PATTERN)]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+# -- client -> server ------------------------------------------------------------------
+
+
+class PrivateMessage(WireModel):
+    to_user_id: UserId = Field(alias="toUserId")
+    temp_id: Annotated[str, Field(min_length=1, max_length=MAX_TEMP_ID_CHARS)] = Field(
+        alias="tempId"
+    )
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError(ErrorCode.EMPTY_TEXT.value, "text is empty")
+        if len(value) > MAX_TEXT_CHARS:
+            raise PydanticCustomError(
+                ErrorCode.TEXT_TOO_LONG.value,
+                "text is longer than {limit} characters",
+                {"limit": MAX_TEXT_CHARS},
+            )
+        return value
+
+
+class Typing(WireModel):
+    to_user_id: UserId = Field(alias="toUserId")
+    state: Literal["start", "stop"]
+
+
+class MessageRead(WireModel):
+    conversation_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        alias="conversationId"
+    )
+    up_to_message_id: MessageId = Field(alias="upToMessageId")
+
+
+class Sync(WireModel):
+    cursor: Annotated[str, Field(max_length=64)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_SYNC_LIMIT)] = 100
+
+
+class Ping(WireModel):
+    pass
+
+
+class PrivateMessageFrame(WireModel):
+    type: Literal["private-message"]
+    data: PrivateMessage
+
+
+class TypingFrame(WireModel):
+    type: Literal["typing"]
+    data: Typing
+
+
+class MessageReadFrame(WireModel):
+    type: Literal["message-read"]
+    data: MessageRead
+
+
+class SyncFrame(WireModel):
+    type: Literal["sync"]
+    data: Sync = Sync()
+
+
+class PingFrame(WireModel):
+    type: Literal["ping"]
+    data: Ping = Ping()
+
+
+ClientFrame = Annotated[
+    PrivateMessageFrame | TypingFrame | MessageReadFrame | SyncFrame | PingFrame,
+    Field(discriminator="type"),
+]
+_client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+_CUSTOM_CODES = {ErrorCode.EMPTY_TEXT.value, ErrorCode.TEXT_TOO_LONG.value}
+
+
+def parse_client_frame(obj: Any) -> ClientFrame:
+    """Validate a decoded frame; raise ``ProtocolError`` with the most precise code."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise ProtocolError(ErrorCode.BAD_FRAME, 'a frame is an object {"type", "data"}')
+    temp_id = _temp_id_of(obj)
+    try:
+        return _client_frame.validate_python(obj)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        for err in errors:
+            if err["type"] == "union_tag_invalid":
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_EVENT, f"unknown event {obj['type']!r}", temp_id=temp_id
+                ) from None
+            if err["type"] in _CUSTOM_CODES:
+                raise ProtocolError(ErrorCode(err["type"]), err["msg"], temp_id=temp_id) from None
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"][1:]), "problem": err["msg"]}
+            for err in errors
+        ]
+        raise ProtocolError(
+            ErrorCode.INVALID_PAYLOAD, "invalid fields", temp_id=temp_id, details=details
+        ) from None
+
+
+def _temp_id_of(obj: dict[str, Any]) -> str | None:
+    data = obj.get("data")
+    if isinstance(data, dict):
+        temp_id = data.get("tempId")
+        if isinstance(temp_id, str) and 0 < len(temp_id) <= MAX_TEMP_ID_CHARS:
+            return temp_id
+    return None
+
+
+# -- server -> client ------------------------------------------------------------------
+
+
+class PresenceData(WireModel):
+    user_id: UserId = Field(alias="userId")
+    status: Literal["online", "offline"]
+    last_seen: int | None = Field(default=None, alias="lastSeen")  # epoch ms
+
+
+class HelloData(WireModel):
+    user_id: UserId = Field(alias="userId")
+    session_id: str = Field(alias="sessionId")
+    server_time: int = Field(alias="serverTime")  # epoch ms
+    cursor: str
+    unread_count: int = Field(alias="unreadCount")
+    presence: list[PresenceData]
+
+
+class ChatMessage(WireModel):
+    message_id: MessageId = Field(alias="messageId")
+    conversation_id: str = Field(alias="conversationId")
+    from_user_id: UserId = Field(alias="fromUserId")
+    to_user_id: UserId = Field(alias="toUserId")
+    text: str
+    created_at: int = Field(alias="createdAt")  # epoch ms
+
+
+class IncomingMessageData(ChatMessage):
+    cursor: str
+
+
+class MessageDeliveredData(WireModel):
+    temp_id: str = Field(alias="tempId")
+    message_id: MessageId = Field(alias="messageId")
+    conversation_id: str = Field(alias="conversationId")
+    created_at: int = Field(alias="createdAt")
+    cursor: str
+
+
+class MessageReadData(WireModel):
+    conversation_id: str = Field(alias="conversationId")
+    up_to_message_id: MessageId = Field(alias="upToMessageId")
+    reader_id: UserId = Field(alias="readerId")
+    read_at: int = Field(alias="readAt")
+    unread_count: int | None = Field(default=None, alias="unreadCount")
+
+
+class TypingData(WireModel):
+    from_user_id: UserId = Field(alias="fromUserId")
+    state: Literal["start", "stop"]
+
+
+class SyncResultData(WireModel):
+    messages: list[ChatMessage]
+    cursor: str
+    has_more: bool = Field(alias="hasMore")
+
+
+class ErrorData(WireModel):
+    code: ErrorCode
+    message: str
+    temp_id: str | None = Field(default=None, alias="tempId")
+    details: Any = None
+
+
+class PongData(WireModel):
+    server_time: int = Field(alias="serverTime")
+
+
+SERVER_DATA_MODELS: dict[str, type[WireModel]] = {
+    "hello": HelloData,
+    "incoming-message": IncomingMessageData,
+    "message-delivered": MessageDeliveredData,
+    "message-read": MessageReadData,
+    "typing": TypingData,
+    "presence": PresenceData,
+    "sync-result": SyncResultData,
+    "pong": PongData,
+    "error": ErrorData,
+}
+
+
+def validate_server_frame(frame: dict[str, Any]) -> WireModel | dict[str, Any]:
+    """Check a server frame against its model (used by tests and the client in debug)."""
+    model = SERVER_DATA_MODELS.get(frame["type"])
+    if model is None:  # connection-request / -accepted carry restd's own view
+        return dict(frame["data"])
+    return model.model_validate(frame["data"])
