@@ -43,3 +43,11 @@ class Keys:
     def revoked_before(self, user_id: str) -> str:
         """Epoch seconds: access tokens issued before this are revoked (logout-all)."""
         return f"{self.prefix}revoked:{user_id}"
+
+    def login_failures(self, subject: str) -> str:
+        """Counter of recent failed logins for one subject (see ``lockout``)."""
+        return f"{self.prefix}loginfail:{subject}"
+
+    def pair_lock(self, pair: str) -> str:
+        """Short-lived lock serialising connection-request writes for one pair."""
+        return f"{self.prefix}pairlock:{pair}"

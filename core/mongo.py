@@ -66,11 +66,16 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("tokenHash", ASCENDING)], name="token_hash_unique", unique=True),
         IndexModel([("familyId", ASCENDING)], name="family"),
         IndexModel([("userId", ASCENDING)], name="user"),
+        # MongoDB deletes expired refresh tokens; restd checks expiresAt itself too.
+        IndexModel([("expiresAt", ASCENDING)], name="expires_ttl", expireAfterSeconds=0),
     ],
     BLOCKS: [
         # "blocker>blocked": one block per direction; both users may block each other.
         IndexModel([("blockKey", ASCENDING)], name="block_key", unique=True),
         IndexModel([("pairKey", ASCENDING)], name="pair_key"),
+        # Search hides blocked users in both directions.
+        IndexModel([("blockerId", ASCENDING)], name="blocker"),
+        IndexModel([("blockedId", ASCENDING)], name="blocked"),
     ],
 }
 

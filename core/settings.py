@@ -93,6 +93,31 @@ class Settings(BaseSettings):
     reconnect_delay_max_ms: int = 5000
     node_id: str | None = None
 
+    # restd: auth cookies and rate limits. A limit is "count per window": at most
+    # `*_count` requests in any `*_window_s` seconds (GCRA, core/ratelimit.py).
+    access_cookie_name: str = "access_token"
+    refresh_cookie_name: str = "refresh_token"
+    rate_login_ip_count: int = Field(default=30, ge=1)
+    rate_login_ip_window_s: int = Field(default=300, ge=1)
+    rate_login_email_count: int = Field(default=10, ge=1)
+    rate_login_email_window_s: int = Field(default=300, ge=1)
+    rate_signup_ip_count: int = Field(default=10, ge=1)
+    rate_signup_ip_window_s: int = Field(default=3600, ge=1)
+    rate_user_count: int = Field(default=600, ge=1)
+    rate_user_window_s: int = Field(default=60, ge=1)
+    # Failed logins per email: from the threshold-th failure within the window
+    # the email is locked for base * 2^(failures - threshold) seconds, capped.
+    login_lockout_threshold: int = Field(default=5, ge=1)
+    login_lockout_base_s: int = Field(default=30, ge=1)
+    login_lockout_max_s: int = Field(default=3600, ge=1)
+    login_failure_window_s: int = Field(default=3600, ge=1)
+    # Connection requests: a rejected sender waits this long before asking again.
+    connection_request_cooldown_s: int = Field(default=7 * 24 * 3600, ge=0)
+    connection_requests_per_day_free: int = Field(default=20, ge=1)
+    connection_requests_per_day_pro: int = Field(default=100, ge=1)
+    # Upper bound on connections read for /api/connections and /api/conversations.
+    connections_list_max: int = Field(default=1000, ge=1)
+
     @field_validator("redis_urls", "allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

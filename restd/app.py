@@ -16,14 +16,24 @@ from core.mongo import ensure_indexes
 from core.runtime import Stores, open_stores
 from core.settings import Settings
 from core.web import service_routes
+from restd.context import RestContext
+from restd.handlers.base import NotFoundHandler
+from restd.metrics import RestMetrics
+from restd.routes import url_rules
 
 log = logging.getLogger(__name__)
 
 
 def make_app(stores: Stores, **extra: Any) -> tornado.web.Application:
     registry = new_registry()
-    routes: list[Any] = [*service_routes(stores.readiness, registry)]
-    return tornado.web.Application(routes, **extra)
+    ctx = RestContext.build(stores, RestMetrics(registry))
+    routes: list[Any] = [*service_routes(stores.readiness, registry), *url_rules(ctx)]
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        default_handler_args={"ctx": ctx, "route": "unmatched"},
+        **extra,
+    )
 
 
 async def serve(settings: Settings) -> None:

@@ -1,0 +1,49 @@
+"""Blocking: a block hides the users from each other and ends their connection.
+
+One ``blocks`` document per direction (``blockKey`` = "blocker>blocked",
+unique), so both users may block each other and unblocking is per direction.
+Domain code: no tornado here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+from pymongo.errors import DuplicateKeyError
+
+from core.ids import pair_key
+from core.mongo import BLOCKS
+from restd import notify, users
+from restd.connections import ACCEPTED, PENDING, end_pair, pair_lock
+from restd.context import RestContext
+from restd.errors import Conflict, NotFound
+
+
+async def block(ctx: RestContext, me: str, other: str) -> None:
+    if other == me:
+        raise Conflict("You cannot block yourself.", code="self_block")
+    if await users.find_user(ctx, other) is None:
+        raise NotFound("No such user.")
+    pair = pair_key(me, other)
+    async with pair_lock(ctx, pair):
+        with contextlib.suppress(DuplicateKeyError):  # already blocked: idempotent
+            await ctx.db[BLOCKS].insert_one(
+                {
+                    "blockerId": me,
+                    "blockedId": other,
+                    "blockKey": f"{me}>{other}",
+                    "pairKey": pair,
+                    "createdAt": datetime.now(UTC),
+                }
+            )
+        # Pending requests either way end too, so neither side sees a stale request.
+        await end_pair(ctx, me, other, [ACCEPTED, PENDING])
+    await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.settings.node_id or "restd")
+
+
+async def unblock(ctx: RestContext, me: str, other: str) -> None:
+    result = await ctx.db[BLOCKS].delete_one({"blockKey": f"{me}>{other}"})
+    if not result.deleted_count:
+        raise NotFound("You have not blocked this user.", code="not_blocked")
+    await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.settings.node_id or "restd")

@@ -1,0 +1,88 @@
+"""Everything restd's handlers need, built once per application by ``make_app``.
+
+Handlers receive it through ``initialize`` (STYLE 6); nothing here is global,
+so tests build as many independent apps as they like (STYLE 9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from core.auth import PasswordHashing, TokenIssuer
+from core.keys import Keys
+from core.mongo import Doc
+from core.ratelimit import Lockout, LockoutPolicy, Rate, RateLimiter
+from core.redis import RedisShards
+from core.runtime import Stores
+from core.sessions import Authenticator
+from core.settings import Settings
+from restd.metrics import RestMetrics
+
+
+@dataclass(frozen=True)
+class Limits:
+    login_ip: Rate
+    login_email: Rate
+    signup_ip: Rate
+    user: Rate
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(
+            login_ip=Rate(s.rate_login_ip_count, s.rate_login_ip_window_s),
+            login_email=Rate(s.rate_login_email_count, s.rate_login_email_window_s),
+            signup_ip=Rate(s.rate_signup_ip_count, s.rate_signup_ip_window_s),
+            user=Rate(s.rate_user_count, s.rate_user_window_s),
+        )
+
+
+@dataclass
+class RestContext:
+    settings: Settings
+    stores: Stores
+    issuer: TokenIssuer
+    authenticator: Authenticator
+    passwords: PasswordHashing
+    limiter: RateLimiter
+    lockout: Lockout
+    limits: Limits
+    metrics: RestMetrics
+
+    @property
+    def db(self) -> AsyncDatabase[Doc]:
+        return self.stores.db
+
+    @property
+    def redis(self) -> RedisShards:
+        return self.stores.redis
+
+    @property
+    def keys(self) -> Keys:
+        return self.stores.keys
+
+    @classmethod
+    def build(cls, stores: Stores, metrics: RestMetrics) -> RestContext:
+        s = stores.settings
+        issuer = TokenIssuer(s.jwt_secret, s.jwt_access_ttl_s)
+        return cls(
+            settings=s,
+            stores=stores,
+            issuer=issuer,
+            authenticator=Authenticator(issuer, stores.redis, stores.keys),
+            passwords=PasswordHashing(),
+            limiter=RateLimiter(stores.redis, stores.keys),
+            lockout=Lockout(
+                stores.redis,
+                stores.keys,
+                LockoutPolicy(
+                    threshold=s.login_lockout_threshold,
+                    base_s=s.login_lockout_base_s,
+                    max_s=s.login_lockout_max_s,
+                    window_s=s.login_failure_window_s,
+                ),
+            ),
+            limits=Limits.from_settings(s),
+            metrics=metrics,
+        )

@@ -1,0 +1,148 @@
+"""Auth endpoints: signup, login, refresh, logout, logout-all, me."""
+
+from __future__ import annotations
+
+from restd import accounts, users
+from restd.accounts import Session
+from restd.handlers.base import ApiHandler
+from restd.models import AuthResult, LoginBody, MeUser, SignupBody
+from restd.openapi import Operation
+
+TAG = "auth"
+REFRESH_COOKIE_PATH = "/api/auth"
+
+
+class SessionHandler(ApiHandler):
+    """Sets and clears the two HttpOnly session cookies."""
+
+    def set_session_cookies(self, session: Session) -> None:
+        s = self.ctx.settings
+        samesite = s.cookie_samesite.capitalize()
+        self.set_cookie(
+            s.access_cookie_name,
+            session.access_token,
+            path="/",
+            httponly=True,
+            secure=s.cookie_secure,
+            samesite=samesite,
+            max_age=s.jwt_access_ttl_s,
+        )
+        # Sent only to the auth endpoints, which are the only ones that read it.
+        self.set_cookie(
+            s.refresh_cookie_name,
+            session.refresh_token,
+            path=REFRESH_COOKIE_PATH,
+            httponly=True,
+            secure=s.cookie_secure,
+            samesite=samesite,
+            max_age=s.jwt_refresh_ttl_s,
+        )
+
+    def clear_session_cookies(self) -> None:
+        s = self.ctx.settings
+        samesite = s.cookie_samesite.capitalize()
+        self.clear_cookie(s.access_cookie_name, path="/", secure=s.cookie_secure, samesite=samesite)
+        self.clear_cookie(
+            s.refresh_cookie_name,
+            path=REFRESH_COOKIE_PATH,
+            secure=s.cookie_secure,
+            samesite=samesite,
+        )
+
+    def write_session(self, session: Session, status: int) -> None:
+        self.set_session_cookies(session)
+        result = AuthResult(user=users.me_view(session.user), accessToken=session.access_token)
+        self.write_model(result, status)
+
+
+class SignupHandler(SessionHandler):
+    operations = {
+        "post": Operation(
+            "Create an account and sign in",
+            TAG,
+            AuthResult,
+            status=201,
+            body=SignupBody,
+            auth=False,
+            errors=(403, 409, 429),
+        )
+    }
+
+    async def post(self) -> None:
+        body = self.parse_body(SignupBody)
+        session = await accounts.signup(self.ctx, body, self.request.remote_ip or "unknown")
+        self.write_session(session, 201)
+
+
+class LoginHandler(SessionHandler):
+    operations = {
+        "post": Operation(
+            "Sign in with email and password",
+            TAG,
+            AuthResult,
+            body=LoginBody,
+            auth=False,
+            errors=(401, 403, 429),
+        )
+    }
+
+    async def post(self) -> None:
+        body = self.parse_body(LoginBody)
+        session = await accounts.login(self.ctx, body, self.request.remote_ip or "unknown")
+        self.write_session(session, 200)
+
+
+class RefreshHandler(SessionHandler):
+    operations = {
+        "post": Operation(
+            "Rotate the refresh cookie and get a new access token",
+            TAG,
+            AuthResult,
+            auth=False,
+            errors=(401, 403),
+        )
+    }
+
+    async def post(self) -> None:
+        token = self.get_cookie(self.ctx.settings.refresh_cookie_name)
+        session = await accounts.refresh(self.ctx, token)
+        self.write_session(session, 200)
+
+
+class LogoutHandler(SessionHandler):
+    operations = {
+        "post": Operation("Sign out this browser", TAG, None, status=204, auth=False, errors=(403,))
+    }
+
+    async def post(self) -> None:
+        await accounts.logout(self.ctx, self.get_cookie(self.ctx.settings.refresh_cookie_name))
+        self.clear_session_cookies()
+        self.no_content()
+
+
+class LogoutAllHandler(SessionHandler):
+    operations = {
+        "post": Operation(
+            "Sign out everywhere and close every chat socket",
+            TAG,
+            None,
+            status=204,
+            errors=(403,),
+        )
+    }
+
+    async def post(self) -> None:
+        me = await self.require_user()
+        await accounts.logout_all(self.ctx, me)
+        self.clear_session_cookies()
+        self.no_content()
+
+
+class MeHandler(ApiHandler):
+    """``/api/auth/me`` and ``/api/me``: the signed-in user, email and prefs included."""
+
+    operations = {"get": Operation("The signed-in user", TAG, MeUser, errors=(404,))}
+
+    async def get(self) -> None:
+        me = await self.require_user()
+        self.write_model(users.me_view(await users.require_me(self.ctx, me)))

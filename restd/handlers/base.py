@@ -1,0 +1,252 @@
+"""The base of every restd handler: one error shape, CORS, CSRF, auth, parsing, metrics."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+import orjson
+import tornado.web
+from pydantic import BaseModel, ValidationError
+
+from core.auth import TokenError
+from core.ids import is_object_id
+from core.web import BaseHandler
+from restd.context import RestContext
+from restd.errors import (
+    HTTP_CODES,
+    ApiError,
+    BadRequest,
+    Forbidden,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
+from restd.openapi import Operation
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PREFLIGHT_MAX_AGE_S = 600
+ALLOWED_REQUEST_HEADERS = "Authorization, Content-Type, X-Request-ID"
+EXPOSED_HEADERS = "Retry-After, X-Request-ID"
+BAD_TOKEN = "Your credentials are missing, expired or revoked; sign in again."
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+    """The failing fields, without the input values (they may be passwords)."""
+    return [
+        {
+            "field": ".".join(str(part) for part in err["loc"]),
+            "message": err["msg"],
+            "type": err["type"],
+        }
+        for err in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(details=validation_details(exc)) from None
+
+
+def origin_of(url: str) -> str | None:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class ApiHandler(BaseHandler):
+    operations: ClassVar[dict[str, Operation]] = {}
+
+    ctx: RestContext
+    route: str
+    user_id: str | None = None
+
+    def initialize(self, ctx: RestContext, route: str) -> None:
+        self.ctx = ctx
+        self.route = route
+
+    # -- request set-up ---------------------------------------------------------
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._set_cors_headers()
+        if self.request.method in UNSAFE_METHODS:
+            self._check_csrf()
+
+    @property
+    def allowed_origins(self) -> set[str]:
+        settings = self.ctx.settings
+        allowed = {o for o in (origin_of(u) for u in settings.allowed_origins) if o}
+        if settings.public_restd_url and (own := origin_of(settings.public_restd_url)):
+            allowed.add(own)
+        return allowed
+
+    def _request_origin(self) -> str | None:
+        origin = self.request.headers.get("Origin")
+        if origin is not None:
+            return origin_of(origin) or "null"
+        referer = self.request.headers.get("Referer")
+        return origin_of(referer) if referer else None
+
+    def _set_cors_headers(self) -> None:
+        origin = self.request.headers.get("Origin")
+        self.set_header("Vary", "Origin")
+        if origin and origin_of(origin) in self.allowed_origins:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Allow-Credentials", "true")
+            self.set_header("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+
+    def _bearer_token(self) -> str | None:
+        """The token of an ``Authorization: Bearer`` header; None when there is no such header."""
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return token.strip()
+
+    def _has_session_cookie(self) -> bool:
+        s = self.ctx.settings
+        return bool(self.get_cookie(s.access_cookie_name) or self.get_cookie(s.refresh_cookie_name))
+
+    def _check_csrf(self) -> None:
+        """A browser sends our cookies cross-site; so a cookie-authenticated change must
+        come from an allowed origin. Bearer requests are exempt: a page cannot make a
+        browser attach that header to another site."""
+        if self._bearer_token() is not None:
+            return
+        origin = self._request_origin()
+        allowed = origin in self.allowed_origins
+        if (self._has_session_cookie() and not allowed) or (origin is not None and not allowed):
+            raise Forbidden(
+                "Cross-site request refused.", code="csrf", log_message=f"csrf: origin {origin}"
+            )
+
+    def options(self, *_args: str, **_kwargs: str) -> None:
+        """CORS preflight; a foreign origin gets no CORS headers, so the browser refuses."""
+        origin = self.request.headers.get("Origin")
+        if origin and origin_of(origin) in self.allowed_origins:
+            methods = ", ".join(m.upper() for m in self.operations)
+            self.set_header("Access-Control-Allow-Methods", methods)
+            self.set_header("Access-Control-Allow-Headers", ALLOWED_REQUEST_HEADERS)
+            self.set_header("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE_S))
+        self.set_status(204)
+        self.finish()
+
+    # -- auth -------------------------------------------------------------------
+
+    async def require_user(self) -> str:
+        """The caller's user id, from a bearer token or else the access cookie.
+
+        A present bearer header is authoritative: a bad one is refused rather than
+        falling back to the cookie. Each authenticated request spends from the
+        user's general budget.
+        """
+        token = self._bearer_token()
+        if token is None:
+            token = self.get_cookie(self.ctx.settings.access_cookie_name)
+        try:
+            claims = await self.ctx.authenticator.authenticate(token)
+        except TokenError as exc:
+            raise Unauthorized(BAD_TOKEN, code="invalid_token", log_message=str(exc)) from None
+        if not is_object_id(claims.user_id):
+            raise Unauthorized(BAD_TOKEN, code="invalid_token", log_message="sub not an id")
+        decision = await self.ctx.limiter.hit(
+            "user", f"user:{claims.user_id}", self.ctx.limits.user
+        )
+        if not decision.allowed:
+            raise TooManyRequests(
+                log_message=f"user budget spent by {claims.user_id}",
+                retry_after_s=decision.retry_after_s,
+            )
+        self.user_id = claims.user_id
+        return claims.user_id
+
+    # -- input and output -------------------------------------------------------
+
+    def parse_body(self, model: type[M]) -> M:
+        raw = self.request.body
+        try:
+            data = orjson.loads(raw) if raw.strip() else {}
+        except orjson.JSONDecodeError:
+            raise BadRequest("The body is not valid JSON.", code="invalid_json") from None
+        if not isinstance(data, dict):
+            raise ValidationFailed(
+                details=[{"field": "", "message": "expected a JSON object", "type": "dict_type"}]
+            )
+        return validate(model, data)
+
+    def parse_query(self, model: type[M]) -> M:
+        data = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+        return validate(model, data)
+
+    def write_model(self, model: BaseModel, status: int = 200) -> None:
+        self.write_json(model.model_dump(mode="json"), status=status)
+
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.finish()
+
+    # -- errors and metrics -----------------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        # send_error cleared the headers; put back the ones every response carries.
+        self.set_header("X-Request-ID", getattr(self, "request_id", ""))
+        self._set_cors_headers()
+        if isinstance(exc, ApiError):
+            error = exc
+        elif isinstance(exc, tornado.web.HTTPError) or status_code < 500:
+            error = ApiError(
+                "The request could not be handled.", code=HTTP_CODES.get(status_code, "error")
+            )
+            error.status = status_code
+        else:
+            error = ApiError("Something went wrong on our side.", code="internal")
+            error.status = 500
+        self.set_status(error.status)
+        if error.retry_after_s:
+            self.set_header("Retry-After", str(error.retry_after_s))
+        self.write_json(error.body(), status=error.status)
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(value, ApiError):
+            # An expected client error: one warning line, no traceback (STYLE 5).
+            log.warning(
+                "%s %s -> %d %s: %s",
+                self.request.method,
+                self.route,
+                value.status,
+                value.code,
+                value.log_message,
+            )
+            return
+        super().log_exception(typ, value, tb)
+
+    def on_finish(self) -> None:
+        metrics = self.ctx.metrics
+        status = str(self.get_status())
+        metrics.requests.labels(self.route, self.request.method or "", status).inc()
+        metrics.latency.labels(self.route).observe(self.request.request_time())
+
+
+class NotFoundHandler(ApiHandler):
+    """Every unknown path: the same error shape as the rest of the API."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise NotFound(log_message=f"no route for {self.request.path}")

@@ -1,0 +1,267 @@
+"""restd's wire models: every request body, query and response.
+
+The one place input is validated (STYLE 3) and the source of the OpenAPI
+document (restd/openapi.py). Field names are the JSON names (camelCase), so
+there is no alias layer between the code and the contract.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    UrlConstraints,
+    field_validator,
+    model_validator,
+)
+
+OBJECT_ID_PATTERN = r"^[0-9a-f]{24}$"
+ObjectIdStr = Annotated[
+    str, Field(pattern=OBJECT_ID_PATTERN, examples=["65f0c0ffee0123456789abcd"])
+]
+
+MAX_SKILLS = 30
+MAX_SKILL_CHARS = 40
+MAX_LINKS = 10
+MAX_URL_CHARS = 500
+MAX_PREFS = 50
+MAX_PREF_KEY_CHARS = 64
+MAX_PREF_TEXT_CHARS = 200
+MAX_REQUEST_MESSAGE_CHARS = 500
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+Url = Annotated[HttpUrl, UrlConstraints(max_length=MAX_URL_CHARS)]
+PrefValue = (
+    Annotated[str, StringConstraints(max_length=MAX_PREF_TEXT_CHARS)] | bool | int | float | None
+)
+
+
+def normalize_email(value: str) -> str:
+    return value.strip().lower()
+
+
+def normalize_skills(values: list[str]) -> list[str]:
+    """Trim, case-fold and de-duplicate in order; empty entries are dropped."""
+    seen: dict[str, None] = {}
+    for raw in values:
+        skill = " ".join(raw.split()).casefold()
+        if not skill:
+            continue
+        if len(skill) > MAX_SKILL_CHARS:
+            raise ValueError(f"a skill has at most {MAX_SKILL_CHARS} characters")
+        seen.setdefault(skill, None)
+    if len(seen) > MAX_SKILLS:
+        raise ValueError(f"at most {MAX_SKILLS} skills")
+    return list(seen)
+
+
+class Input(BaseModel):
+    """Request bodies refuse unknown fields: a typo is an error, not a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class Query(BaseModel):
+    """Query strings ignore parameters they do not know (caches add their own)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- errors -------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# -- users --------------------------------------------------------------------
+
+
+class UserSummary(BaseModel):
+    id: str
+    name: str
+    headline: str = ""
+    avatarUrl: str | None = None
+
+
+class PublicUser(UserSummary):
+    skills: list[str] = []
+    location: str = ""
+    bio: str = ""
+    links: list[str] = []
+    createdAt: datetime | None = None
+
+
+class MeUser(PublicUser):
+    email: str
+    prefs: dict[str, Any] = {}
+
+
+class ProfilePatch(Input):
+    """Only the fields sent change; ``null`` clears headline, location, bio and avatarUrl."""
+
+    name: Name | None = None
+    headline: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    skills: Annotated[list[str], Field(max_length=MAX_SKILLS * 4)] | None = None
+    location: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    bio: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+    avatarUrl: Url | None = None
+    links: Annotated[list[Url], Field(max_length=MAX_LINKS)] | None = None
+    prefs: Annotated[dict[str, PrefValue], Field(max_length=MAX_PREFS)] | None = None
+
+    @field_validator("skills")
+    @classmethod
+    def _skills(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else normalize_skills(value)
+
+    @field_validator("prefs")
+    @classmethod
+    def _prefs(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            for key in value:
+                if not key or len(key) > MAX_PREF_KEY_CHARS or key.startswith("$") or "." in key:
+                    raise ValueError(
+                        f"pref names have 1 to {MAX_PREF_KEY_CHARS} characters,"
+                        " no '.' and no leading '$'"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _not_null(self) -> ProfilePatch:
+        for name in ("name", "skills", "links", "prefs"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} may not be null")
+        return self
+
+
+class SearchQuery(Query):
+    q: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+    skill: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_SKILL_CHARS)] = ""
+    location: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] = ""
+    cursor: ObjectIdStr | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+
+class UserPage(BaseModel):
+    items: list[PublicUser]
+    nextCursor: str | None = None
+
+
+# -- auth ---------------------------------------------------------------------
+
+
+class SignupBody(Input):
+    name: Name
+    email: Annotated[EmailStr, Field(max_length=254), AfterValidator(normalize_email)]
+    password: Password
+
+
+class LoginBody(Input):
+    # Not EmailStr: a login answers the same for every unknown address.
+    email: Annotated[
+        str, StringConstraints(min_length=3, max_length=254), AfterValidator(normalize_email)
+    ]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class AuthResult(BaseModel):
+    user: MeUser
+    accessToken: str
+
+
+# -- connections --------------------------------------------------------------
+
+RequestStatus = Literal["pending", "accepted", "rejected", "withdrawn", "removed"]
+
+
+class ConnectionRequestBody(Input):
+    toUserId: ObjectIdStr
+    message: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+
+
+class ConnectionRequestAnswer(Input):
+    status: Literal["accepted", "rejected"]
+
+
+class ConnectionRequestView(BaseModel):
+    id: str
+    fromUserId: str
+    toUserId: str
+    status: RequestStatus
+    message: str = ""
+    createdAt: datetime
+    updatedAt: datetime
+    fromUser: UserSummary | None = None
+    toUser: UserSummary | None = None
+
+
+class ConnectionRequestQuery(Query):
+    direction: Literal["incoming", "outgoing"] = "incoming"
+    status: RequestStatus | None = None
+    cursor: ObjectIdStr | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+class ConnectionRequestPage(BaseModel):
+    items: list[ConnectionRequestView]
+    nextCursor: str | None = None
+
+
+class ConnectionView(BaseModel):
+    user: UserSummary
+    conversationId: str
+    connectedAt: datetime
+
+
+class ConnectionList(BaseModel):
+    items: list[ConnectionView]
+
+
+# -- conversations ------------------------------------------------------------
+
+
+class MessageView(BaseModel):
+    id: str
+    conversationId: str
+    fromUserId: str
+    toUserId: str
+    text: str = ""
+    attachments: list[Any] = []
+    status: str = "sent"
+    createdAt: datetime
+
+
+class HistoryQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+    before: ObjectIdStr | None = None
+
+
+class MessagePage(BaseModel):
+    messages: list[MessageView]
+    nextCursor: str | None = None
+
+
+class ConversationView(BaseModel):
+    id: str
+    user: UserSummary
+    lastMessage: MessageView
+    unreadCount: int
+
+
+class ConversationList(BaseModel):
+    items: list[ConversationView]

@@ -1,0 +1,59 @@
+"""Telling others after a domain action: live events through chatd, email hooks.
+
+Called only from domain actions, after their write (STYLE 14), so every
+producer of a ``connection-request`` or ``connection-accepted`` event can be
+found by grepping for these functions. The live push goes through
+``core.bus`` (best effort: a failed publish is logged there and never fails
+the request; clients recover by listing). The ``email_*`` hooks are where the
+workers issue will queue notification emails; for now they only log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from core import bus
+from core.keys import Keys
+from core.redis import RedisShards
+
+log = logging.getLogger(__name__)
+
+CONNECTION_REQUEST_EVENT = "connection-request"
+CONNECTION_ACCEPTED_EVENT = "connection-accepted"
+
+
+async def connection_requested(
+    redis: RedisShards, keys: Keys, request: dict[str, Any], origin: str
+) -> None:
+    """A request was created: push it to its recipient, and hook the email."""
+    to_user = str(request["toUserId"])
+    await bus.deliver_event(redis, keys, to_user, CONNECTION_REQUEST_EVENT, request, origin)
+    await email_connection_request(request)
+
+
+async def connection_accepted(
+    redis: RedisShards, keys: Keys, request: dict[str, Any], origin: str
+) -> None:
+    """A request was accepted: tell its sender, and tell chatd the pair may now chat."""
+    sender, recipient = str(request["fromUserId"]), str(request["toUserId"])
+    await bus.deliver_event(redis, keys, sender, CONNECTION_ACCEPTED_EVENT, request, origin)
+    await bus.connection_changed(redis, keys, sender, recipient, origin)
+    await email_connection_accepted(request)
+
+
+async def connection_ended(
+    redis: RedisShards, keys: Keys, user_a: str, user_b: str, origin: str
+) -> None:
+    """A connection was removed or a block placed: chatd drops the pair's permission."""
+    await bus.connection_changed(redis, keys, user_a, user_b, origin)
+
+
+async def email_connection_request(request: dict[str, Any]) -> None:
+    """Hook for the workers issue: queue "X wants to connect" to the recipient."""
+    log.debug("email hook: connection request", extra={"connectionRequestId": request.get("id")})
+
+
+async def email_connection_accepted(request: dict[str, Any]) -> None:
+    """Hook for the workers issue: queue "X accepted your request" to the sender."""
+    log.debug("email hook: connection accepted", extra={"connectionRequestId": request.get("id")})
