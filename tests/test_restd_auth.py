@@ -259,6 +259,11 @@ async def test_csrf_refuses_cookie_requests_from_foreign_origins(services: Servi
         refresh = await browser.post("/api/auth/refresh", headers={"Origin": FOREIGN})
         assert_error(refresh, 403, "csrf")
         assert (await browser.get("/api/users/me")).json()["headline"] == ""
+        # Login CSRF (signing the victim into the attacker's account) is refused too.
+        forged_login = await api.client(origin=FOREIGN).post(
+            "/api/auth/login", json={"email": "cy@example.com", "password": PASSWORD}
+        )
+        assert_error(forged_login, 403, "csrf")
 
         # The web app's own origin, by Origin or by Referer, passes.
         ok = await browser.patch("/api/users/me", json={"headline": "hello"})

@@ -56,6 +56,7 @@ class SessionHandler(ApiHandler):
 
 
 class SignupHandler(SessionHandler):
+    reads_session_cookie = False
     operations = {
         "post": Operation(
             "Create an account and sign in",
@@ -75,6 +76,7 @@ class SignupHandler(SessionHandler):
 
 
 class LoginHandler(SessionHandler):
+    reads_session_cookie = False
     operations = {
         "post": Operation(
             "Sign in with email and password",

@@ -66,6 +66,9 @@ def origin_of(url: str) -> str | None:
 
 class ApiHandler(BaseHandler):
     operations: ClassVar[dict[str, Operation]] = {}
+    # False for endpoints that never read the session cookies (signup, login): a
+    # cookie the client happens to carry there authenticates nothing.
+    reads_session_cookie: ClassVar[bool] = True
 
     ctx: RestContext
     route: str
@@ -126,7 +129,8 @@ class ApiHandler(BaseHandler):
             return
         origin = self._request_origin()
         allowed = origin in self.allowed_origins
-        if (self._has_session_cookie() and not allowed) or (origin is not None and not allowed):
+        by_cookie = self.reads_session_cookie and self._has_session_cookie()
+        if (by_cookie and not allowed) or (origin is not None and not allowed):
             raise Forbidden(
                 "Cross-site request refused.", code="csrf", log_message=f"csrf: origin {origin}"
             )
