@@ -25,6 +25,7 @@ from core.auth import hash_refresh_token, new_refresh_token
 from core.mongo import REFRESH_TOKENS, USERS, Doc
 from core.ratelimit import Rate
 from restd.context import RestContext
+from restd.dates import as_utc
 from restd.errors import Conflict, TooManyRequests, Unauthorized
 from restd.models import LoginBody, SignupBody
 
@@ -167,8 +168,8 @@ async def refresh(ctx: RestContext, token: str | None) -> Session:
                 extra={"userId": old.get("userId"), "familyId": old.get("familyId")},
             )
         raise Unauthorized(SESSION_ENDED, code="invalid_refresh", log_message="refresh refused")
-    expires_at = spent.get("expiresAt")
-    if not isinstance(expires_at, datetime) or expires_at <= now:
+    expires_at = as_utc(spent.get("expiresAt"))
+    if expires_at is None or expires_at <= now:
         raise Unauthorized(SESSION_ENDED, code="invalid_refresh", log_message="refresh expired")
     user = await ctx.db[USERS].find_one({"_id": ObjectId(str(spent["userId"]))})
     if user is None:

@@ -19,11 +19,12 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 
-from core.ids import pair_key, parse_object_id
+from core.ids import conversation_id, pair_key, parse_object_id
 from core.mongo import CONNECTION_REQUESTS, Doc
 from core.ratelimit import Rate
 from restd import notify, users
 from restd.context import RestContext
+from restd.dates import as_utc, required_utc
 from restd.errors import Conflict, Forbidden, NotFound, TooManyRequests
 from restd.models import (
     ConnectionList,
@@ -55,6 +56,7 @@ return 0
 """
 
 REQUEST_NOT_FOUND = "No such connection request."
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _now() -> datetime:
@@ -62,14 +64,15 @@ def _now() -> datetime:
 
 
 def request_view(doc: Doc, people: dict[str, UserSummary]) -> ConnectionRequestView:
+    created = required_utc(doc.get("createdAt"), EPOCH)
     return ConnectionRequestView(
         id=str(doc["_id"]),
         fromUserId=doc["fromUserId"],
         toUserId=doc["toUserId"],
         status=doc["status"],
         message=doc.get("message") or "",
-        createdAt=doc["createdAt"],
-        updatedAt=doc.get("updatedAt") or doc["createdAt"],
+        createdAt=created,
+        updatedAt=required_utc(doc.get("updatedAt"), created),
         fromUser=people.get(doc["fromUserId"]),
         toUser=people.get(doc["toUserId"]),
     )
@@ -119,7 +122,8 @@ def _cooldown_left_s(ctx: RestContext, history: list[Doc], me: str, now: datetim
     left = 0
     for doc in history:
         if doc["fromUserId"] == me and doc["status"] == REJECTED:
-            until = (doc.get("updatedAt") or doc["createdAt"]) + cooldown
+            answered = as_utc(doc.get("updatedAt")) or required_utc(doc.get("createdAt"), now)
+            until = answered + cooldown
             left = max(left, int((until - now).total_seconds()) + 1 if until > now else 0)
     return left
 
@@ -275,15 +279,13 @@ async def accepted_partners(ctx: RestContext, me: str) -> dict[str, datetime]:
             {mine: me, "status": ACCEPTED}, projection={theirs: 1, "updatedAt": 1, "createdAt": 1}
         ).limit(bound)
         async for doc in cursor:
-            since = doc.get("updatedAt") or doc["createdAt"]
+            since = as_utc(doc.get("updatedAt")) or required_utc(doc.get("createdAt"), EPOCH)
             other = doc[theirs]
             partners[other] = max(since, partners.get(other, since))
     return dict(sorted(partners.items(), key=lambda kv: kv[1], reverse=True)[:bound])
 
 
 async def list_connections(ctx: RestContext, me: str) -> ConnectionList:
-    from core.ids import conversation_id
-
     partners = await accepted_partners(ctx, me)
     people = await users.summaries(ctx, partners)
     return ConnectionList(

@@ -16,6 +16,7 @@ from core.mongo import MESSAGES, Doc
 from restd import users
 from restd.connections import accepted_partners
 from restd.context import RestContext
+from restd.dates import required_utc
 from restd.errors import NotFound
 from restd.models import ConversationList, ConversationView, HistoryQuery, MessagePage, MessageView
 
@@ -33,7 +34,7 @@ def message_view(doc: Doc) -> MessageView:
         text=doc.get("text") or "",
         attachments=list(doc.get("attachments") or []),
         status=doc.get("status") or UNREAD,
-        createdAt=doc["createdAt"],
+        createdAt=required_utc(doc.get("createdAt"), doc["_id"].generation_time),
     )
 
 

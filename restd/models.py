@@ -19,8 +19,8 @@ from pydantic import (
     HttpUrl,
     StringConstraints,
     UrlConstraints,
+    WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 OBJECT_ID_PATTERN = r"^[0-9a-f]{24}$"
@@ -40,9 +40,26 @@ MAX_REQUEST_MESSAGE_CHARS = 500
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Url = Annotated[HttpUrl, UrlConstraints(max_length=MAX_URL_CHARS)]
-PrefValue = (
-    Annotated[str, StringConstraints(max_length=MAX_PREF_TEXT_CHARS)] | bool | int | float | None
-)
+# Prefs are a flat map of JSON scalars. Checked by ProfilePatch._prefs rather than
+# a type union, so an error names the field ("prefs") and not a union member.
+Prefs = Annotated[
+    dict[str, Any],
+    Field(max_length=MAX_PREFS),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_PREFS,
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "maxLength": MAX_PREF_TEXT_CHARS},
+                    {"type": "boolean"},
+                    {"type": "number"},
+                    {"type": "null"},
+                ]
+            },
+        }
+    ),
+]
 
 
 def normalize_email(value: str) -> str:
@@ -122,7 +139,7 @@ class ProfilePatch(Input):
     bio: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
     avatarUrl: Url | None = None
     links: Annotated[list[Url], Field(max_length=MAX_LINKS)] | None = None
-    prefs: Annotated[dict[str, PrefValue], Field(max_length=MAX_PREFS)] | None = None
+    prefs: Prefs | None = None
 
     @field_validator("skills")
     @classmethod
@@ -132,21 +149,25 @@ class ProfilePatch(Input):
     @field_validator("prefs")
     @classmethod
     def _prefs(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            for key in value:
-                if not key or len(key) > MAX_PREF_KEY_CHARS or key.startswith("$") or "." in key:
-                    raise ValueError(
-                        f"pref names have 1 to {MAX_PREF_KEY_CHARS} characters,"
-                        " no '.' and no leading '$'"
-                    )
+        for key, item in (value or {}).items():
+            if not key or len(key) > MAX_PREF_KEY_CHARS or key.startswith("$") or "." in key:
+                raise ValueError(
+                    f"pref names have 1 to {MAX_PREF_KEY_CHARS} characters,"
+                    " no '.' and no leading '$'"
+                )
+            if item is not None and not isinstance(item, str | bool | int | float):
+                raise ValueError(f"pref {key!r} must be a string, number, boolean or null")
+            if isinstance(item, str) and len(item) > MAX_PREF_TEXT_CHARS:
+                raise ValueError(f"pref {key!r} has more than {MAX_PREF_TEXT_CHARS} characters")
         return value
 
-    @model_validator(mode="after")
-    def _not_null(self) -> ProfilePatch:
-        for name in ("name", "skills", "links", "prefs"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} may not be null")
-        return self
+    @field_validator("name", "skills", "links", "prefs", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for fields that were sent: leaving one out is fine, null is not.
+        if value is None:
+            raise ValueError("may not be null")
+        return value
 
 
 class SearchQuery(Query):

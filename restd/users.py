@@ -15,6 +15,7 @@ from bson import ObjectId
 from core.ids import parse_object_id
 from core.mongo import BLOCKS, USERS, Doc
 from restd.context import RestContext
+from restd.dates import as_utc
 from restd.errors import NotFound
 from restd.models import MeUser, ProfilePatch, PublicUser, SearchQuery, UserPage, UserSummary
 
@@ -44,7 +45,7 @@ def public_view(doc: Doc) -> PublicUser:
         location=doc.get("location") or "",
         bio=doc.get("bio") or "",
         links=list(doc.get("links") or []),
-        createdAt=doc.get("createdAt"),
+        createdAt=as_utc(doc.get("createdAt")),
     )
 
 
