@@ -155,8 +155,9 @@ class ChatClient:
             if frame["type"] == event and (predicate is None or predicate(frame["data"])):
                 return frame["data"]
 
-    async def seen(self, event: str, predicate: Callable[[Any], bool] | None = None,
-                   timeout: float = 10) -> Any:
+    async def seen(
+        self, event: str, predicate: Callable[[Any], bool] | None = None, timeout: float = 10
+    ) -> Any:
         """Like wait_for, but also matches frames already received (and consumed)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -43,18 +43,30 @@ class Chat:
 
     async def user(self, name: str = "dev") -> str:
         oid = ObjectId()
-        await self.stores.db[USERS].insert_one({
-            "_id": oid, "name": name, "email": f"{oid}@example.test", "skills": [],
-            "createdAt": datetime.now(UTC),
-        })
+        await self.stores.db[USERS].insert_one(
+            {
+                "_id": oid,
+                "name": name,
+                "email": f"{oid}@example.test",
+                "skills": [],
+                "createdAt": datetime.now(UTC),
+            }
+        )
         return str(oid)
 
     async def connect_users(self, a: str, b: str, status: str = "accepted") -> None:
         now = datetime.now(UTC)
-        await self.stores.db[CONNECTION_REQUESTS].insert_one({
-            "fromUserId": a, "toUserId": b, "status": status, "message": "",
-            "createdAt": now, "updatedAt": now, "pairKey": pair_key(a, b),
-        })
+        await self.stores.db[CONNECTION_REQUESTS].insert_one(
+            {
+                "fromUserId": a,
+                "toUserId": b,
+                "status": status,
+                "message": "",
+                "createdAt": now,
+                "updatedAt": now,
+                "pairKey": pair_key(a, b),
+            }
+        )
 
     async def pair(self) -> tuple[str, str]:
         a, b = await self.user("alice"), await self.user("bob")
