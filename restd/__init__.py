@@ -1,2 +1,20 @@
 """The REST service the web app calls: auth, profiles, feed, connection requests,
-message history and payments. Tornado, JSON in and out, validated by pydantic."""
+message history and payments. Tornado, JSON in and out, validated by pydantic.
+
+Layout (one module per concept):
+
+- ``app``: composition (``make_app``, ``serve``); ``routes``: the route table,
+  shared by Tornado and the OpenAPI document (``openapi``).
+- ``handlers/``: the only modules that import tornado. ``handlers.base`` holds
+  the error shape, CORS, CSRF, authentication, parsing and metrics.
+- Domain (no tornado): ``accounts`` (signup, login, refresh rotation, logout),
+  ``users`` (profiles, search), ``connections`` (requests, connections),
+  ``blocks``, ``conversations`` (read-only history), ``notify`` (events to
+  chatd through core.bus, email hooks for workers).
+- ``models``: every wire model; ``errors``: the ApiError family;
+  ``context``: what handlers get through ``initialize``; ``metrics``.
+
+A request's hops: ``ApiHandler.prepare`` (request id, CORS, CSRF) → handler
+method (authenticate, parse into a model) → domain function (store, then
+publish) → response model, or an ``ApiError`` rendered by ``write_error``.
+"""

@@ -26,7 +26,8 @@ from restd.handlers.connections import (
     RequestHandler,
     RequestsHandler,
 )
-from restd.handlers.conversations import ConversationsHandler, MessagesHandler, OpenApiHandler
+from restd.handlers.conversations import ConversationsHandler, MessagesHandler
+from restd.handlers.docs import OpenApiHandler
 from restd.handlers.users import BlockHandler, ProfileHandler, SearchHandler, UserHandler
 from restd.models import OBJECT_ID_PATTERN
 from restd.openapi import Route, build_document

@@ -1,9 +1,8 @@
-"""Conversation list, message history and the OpenAPI document."""
+"""Conversation list and message history endpoints."""
 
 from __future__ import annotations
 
 from restd import conversations
-from restd.context import RestContext
 from restd.handlers.base import ApiHandler
 from restd.models import ConversationList, HistoryQuery, MessagePage
 from restd.openapi import Operation
@@ -33,15 +32,3 @@ class MessagesHandler(ApiHandler):
         me = await self.require_user()
         query = self.parse_query(HistoryQuery)
         self.write_model(await conversations.history(self.ctx, me, conversation_id, query))
-
-
-class OpenApiHandler(ApiHandler):
-    """Serves the document built once by make_app; not itself part of the document."""
-
-    def initialize(self, ctx: RestContext, route: str, document: bytes = b"{}") -> None:
-        super().initialize(ctx, route)
-        self.document = document
-
-    def get(self) -> None:
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(self.document)
