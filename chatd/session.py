@@ -50,7 +50,7 @@ class Session:
         codec: Codec,
         transport: Transport,
         *,
-        out_queue_max: int,
+        out_buffer_max: int,
         shed_ratio: float,
         metrics: ChatMetrics,
         catch_up: CatchUp,
@@ -59,8 +59,8 @@ class Session:
         self.user_id = user_id
         self.codec = codec
         self.transport = transport
-        self.out_queue_max = out_queue_max
-        self.shed_at = max(1, int(out_queue_max * shed_ratio))
+        self.out_buffer_max = out_buffer_max
+        self.shed_at = max(1, int(out_buffer_max * shed_ratio))
         self.metrics = metrics
         self._catch_up = catch_up
         self.cursor = Cursor()
@@ -83,7 +83,7 @@ class Session:
         if ephemeral and pending >= self.shed_at:
             self.metrics.shed_frames.inc()
             return False
-        if pending >= self.out_queue_max:
+        if pending >= self.out_buffer_max:
             self.metrics.slow_consumer_drops.inc()
             log.warning(
                 "slow consumer disconnected", extra={"userId": self.user_id, "pending": pending}

@@ -80,8 +80,10 @@ class Settings(BaseSettings):
     msg_burst: int = 40
     typing_rate_per_s: float = 2.0
     typing_burst: int = 5
-    out_queue_max_frames: int = 512
-    out_queue_shed_ratio: float = 0.5
+    # Per socket: bytes written but not yet taken by the kernel. Past the shed
+    # ratio, typing and presence are dropped; past the maximum, the socket closes (1013).
+    out_buffer_max_bytes: int = 1024 * 1024
+    out_buffer_shed_ratio: float = 0.5
     presence_grace_s: float = 3.0
     presence_ttl_s: float = 30.0
     connection_cache_ttl_s: float = 60.0
