@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     # Upper bound on connections read for /api/connections and /api/conversations.
     connections_list_max: int = Field(default=1000, ge=1)
 
+    # Worker tier: its Prometheus endpoint (workers/metrics.py); port 0 turns it off.
+    # In a container set the host to 0.0.0.0 so the scraper can reach it.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
+
     @field_validator("redis_urls", "allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

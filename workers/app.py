@@ -51,6 +51,9 @@ def run_worker(settings: Settings, argv: list[str]) -> int:
 
     configure_logging("worker", settings.log_level, settings.log_format)
     app = make_celery(settings)
+    from workers.metrics import WorkerExporter
+
+    WorkerExporter(settings, QUEUES).install(app)
     app.worker_main(["worker", "--loglevel", settings.log_level, "-Q", ",".join(QUEUES), *argv])
     return 0
 
