@@ -60,6 +60,7 @@ class Node:
             stores.db,
             batch_max=settings.persist_batch_max,
             persist_timeout_s=settings.persist_timeout_s,
+            min_interval_s=settings.persist_min_interval_ms / 1000,
             observe_batch=self._observe_batch,
         )
         self.store.on_persisted = self.fanout

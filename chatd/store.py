@@ -18,9 +18,12 @@ Why positions are gap-free and visible in commit order (../shared/notes/sync-cur
   readers once it is older than the persist timeout: by then its sender has
   an error, not an ack.
 
-The batch window adapts to load by construction: the loop takes everything
-queued while the previous batch was being committed, so an idle server
-commits a lone message at once and a busy one commits in large batches.
+The batch window adapts to load: the loop takes everything queued while the
+previous batch was being committed, and starts a commit no sooner than
+``min_interval_s`` after the previous one started. An idle server therefore
+commits a lone message at once, while a busy one commits at most every few
+milliseconds in batches, which is what the embedded store needs: a commit
+costs it about as much for one document as for ten (perf-budget.md).
 """
 
 from __future__ import annotations
@@ -163,12 +166,14 @@ class MessageStore:
         *,
         batch_max: int = 200,
         persist_timeout_s: float = 5.0,
+        min_interval_s: float = 0.004,
         observe_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.db = db
         self.messages = db[MESSAGES]
         self.batch_max = batch_max
         self.persist_timeout_s = persist_timeout_s
+        self.min_interval_s = min_interval_s
         self.observe_batch = observe_batch
         self.on_persisted: PersistedCallback = lambda stored, skipped: None
         self._queue: list[_Pending] = []
@@ -245,6 +250,7 @@ class MessageStore:
         return stored
 
     async def _write_loop(self) -> None:
+        last_start = 0.0
         while True:
             if not self._queue:
                 if self._closing:
@@ -254,9 +260,12 @@ class MessageStore:
                 await self._wake.wait()
                 continue
             self._idle.clear()
+            wait_s = last_start + self.min_interval_s - time.perf_counter()
+            if wait_s > 0 and len(self._queue) < self.batch_max and not self._closing:
+                await asyncio.sleep(wait_s)  # busy: let the batch grow a little
             batch = self._queue[: self.batch_max]
             del self._queue[: self.batch_max]
-            started = time.perf_counter()
+            started = last_start = time.perf_counter()
             try:
                 await self._commit(batch)
             except Exception:  # the loop must survive anything; each sender hears of it
@@ -268,9 +277,10 @@ class MessageStore:
                 self.observe_batch(len(batch), time.perf_counter() - started)
 
     async def _commit(self, batch: list[_Pending]) -> None:
+        # Membership tests, not set difference with keys(): that would walk every cached head.
         await self._load_heads(
-            {p.to_user_id for p in batch} - self._heads_in.keys(),
-            {p.from_user_id for p in batch} - self._heads_out.keys(),
+            {p.to_user_id for p in batch if p.to_user_id not in self._heads_in},
+            {p.from_user_id for p in batch if p.from_user_id not in self._heads_out},
         )
         now = datetime.now(UTC)
         docs: list[Doc] = []
@@ -401,12 +411,15 @@ class MessageStore:
             self._heads_out.pop(item.from_user_id, None)
 
     async def _load_heads(self, inbound: set[str], outbound: set[str]) -> None:
-        for users, field_name, heads in (
-            (inbound, "inKey", self._heads_in),
-            (outbound, "outKey", self._heads_out),
-        ):
-            for user in users:
-                heads.put(user, await self._max_seq(field_name, user))
+        """Load unknown heads from the store, all queries in flight at once."""
+        jobs = [("inKey", u, self._heads_in) for u in inbound]
+        jobs += [("outKey", u, self._heads_out) for u in outbound]
+        if not jobs:
+            return
+        seqs = await asyncio.gather(*(self._max_seq(f, u) for f, u, _ in jobs))
+        for (_, user, heads), seq in zip(jobs, seqs, strict=True):
+            if user not in heads:
+                heads.put(user, seq)
 
     async def _max_seq(self, field_name: str, user_id: str) -> int:
         doc = await self.messages.find_one(
@@ -430,6 +443,11 @@ class MessageStore:
                 seq = await self._max_seq(field_name, user_id)
                 if user_id not in committed:  # the writer may have set it meanwhile
                     committed.put(user_id, seq)
+                    # Nothing allocated here yet either: seed the writer's head, so a
+                    # connected user's first message needs no store read.
+                    heads = self._heads_in if field_name == "inKey" else self._heads_out
+                    if user_id not in heads:
+                        heads.put(user_id, seq)
         return Cursor(self._committed_in[user_id], self._committed_out[user_id])
 
     # -- reads --------------------------------------------------------------------------

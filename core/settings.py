@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A secret that is obviously a development placeholder; production refuses it.
@@ -27,6 +27,23 @@ def _split_csv(value: object) -> object:
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
+
+
+class PaymentPlan(BaseModel):
+    """One paid plan (restd/payments): what it costs in paise and how long it lasts."""
+
+    name: str
+    tier: Literal["pro"] = "pro"
+    amount_paise: int = Field(ge=100)  # PhonePe refuses less than 100 paise
+    currency: Literal["INR"] = "INR"
+    duration_days: int = Field(ge=1)
+
+
+def _default_payment_plans() -> dict[str, PaymentPlan]:
+    return {
+        "pro-monthly": PaymentPlan(name="Pro, monthly", amount_paise=29_900, duration_days=30),
+        "pro-yearly": PaymentPlan(name="Pro, yearly", amount_paise=299_900, duration_days=365),
+    }
 
 
 class Settings(BaseSettings):
@@ -88,6 +105,8 @@ class Settings(BaseSettings):
     presence_ttl_s: float = 30.0
     connection_cache_ttl_s: float = 60.0
     persist_batch_max: int = 200
+    # Under load, commits start at most this often, so batches grow (see chatd/store.py).
+    persist_min_interval_ms: float = 4.0
     persist_timeout_s: float = 5.0
     sync_limit_max: int = 500
     drain_timeout_s: float = 10.0
@@ -124,6 +143,39 @@ class Settings(BaseSettings):
     # In a container set the host to 0.0.0.0 so the scraper can reach it.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
+
+    # Payments (restd/payments, PhonePe Standard Checkout v2). The base URL is the
+    # local simulator in development (`python -m restd.payments.simulator`), else
+    # https://api-preprod.phonepe.com/apis/pg-sandbox or https://api.phonepe.com/apis/pg.
+    phonepe_base_url: str = "http://127.0.0.1:8090"
+    # Production's token endpoint has its own host (.../apis/identity-manager); None: the base URL.
+    phonepe_oauth_url: str | None = None
+    phonepe_client_id: str | None = None
+    phonepe_client_secret: str | None = None
+    phonepe_client_version: int = Field(default=1, ge=1)
+    phonepe_merchant_id: str | None = None
+    # Webhook credentials set on the PhonePe dashboard; unset means every webhook is refused.
+    phonepe_webhook_username: str | None = None
+    phonepe_webhook_password: str | None = None
+    phonepe_timeout_s: float = Field(default=5.0, gt=0)
+    phonepe_retry_attempts: int = Field(default=3, ge=1, le=10)
+    phonepe_retry_backoff_s: float = Field(default=1.0, ge=0)  # doubles per retry
+    phonepe_order_expire_s: int = Field(default=1200, ge=300, le=3600)
+    phonepe_simulator_port: int = Field(default=8090, ge=1, le=65535)
+    # Where the pay page sends the browser back; {orderId} is our order id.
+    payment_redirect_url: str = "http://localhost:5173/payments/{orderId}"
+    payment_plans: dict[str, PaymentPlan] = Field(default_factory=_default_payment_plans)
+    rate_payment_create_count: int = Field(default=10, ge=1)
+    rate_payment_create_window_s: int = Field(default=3600, ge=1)
+    # Reconciliation (workers/payments.py): beat runs it every interval; an order is
+    # first checked this long after creation, then with doubling gaps up to the maximum,
+    # until terminal, or EXPIRED once its expiry plus the grace has passed.
+    payments_reconcile_interval_s: float = Field(default=10.0, gt=0)
+    payments_reconcile_delay_s: float = Field(default=20.0, ge=0)
+    payments_reconcile_backoff_s: float = Field(default=3.0, ge=0)
+    payments_reconcile_backoff_max_s: float = Field(default=60.0, ge=0)
+    payments_reconcile_batch: int = Field(default=100, ge=1)
+    payments_expiry_grace_s: float = Field(default=120.0, ge=0)
 
     @field_validator("redis_urls", "allowed_origins", mode="before")
     @classmethod
@@ -179,3 +231,21 @@ def load_settings(**overrides: object) -> Settings:
 
 class SettingsError(Exception):
     """A configuration that must not start; the message names the setting."""
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The DEVCONNECT_* variables that make another process build the same settings."""
+    import json
+
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if isinstance(value, (list, dict)):
+            text = json.dumps(value)
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env[f"DEVCONNECT_{name.upper()}"] = text
+    return env

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.embedded import ManagedProcess, free_port, mongo_process, redis_process, smtp_process
-from core.settings import Settings
+from core.settings import Settings, settings_to_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,12 +89,7 @@ def make_settings(services: Services, **overrides: object) -> Settings:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a subprocess build the same settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVCONNECT_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, list):
-            value = ",".join(value)
-        env[f"DEVCONNECT_{name.upper()}"] = str(value)
+    env.update(settings_to_env(settings))
     env["PYTHONPATH"] = str(ROOT)
     return env
 

@@ -30,7 +30,7 @@ from pymongo import AsyncMongoClient
 from core.auth import TokenIssuer
 from core.embedded import ManagedProcess, free_port, mongo_process, redis_process
 from core.ids import pair_key
-from core.settings import Settings
+from core.settings import Settings, settings_to_env
 from proto.client import ChatClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,11 +111,7 @@ class Stack:
             node_id="bench-node",
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEVCONNECT_")}
-        for name, value in settings.model_dump().items():
-            if value is not None:
-                env[f"DEVCONNECT_{name.upper()}"] = (
-                    ",".join(value) if isinstance(value, list) else str(value)
-                )
+        env.update(settings_to_env(settings))
         env.update(env_overrides or {})
         env["PYTHONPATH"] = str(ROOT)
         chatd = ManagedProcess(
@@ -228,6 +224,9 @@ async def run_load(
         senders = [(clients[2 * i], b) for i, (_, b) in enumerate(pairs)]
         assert stack.chatd and stack.chatd.pid
         rss_before, cpu_before = _proc_stats(stack.chatd.pid)
+        store_pid = stack.processes[0].pid
+        assert store_pid
+        _, store_cpu_before = _proc_stats(store_pid)
         padding = "x" * max(0, text_bytes - 30)
         interval = 1.0 / rate
         total = int(rate * duration_s)
@@ -263,6 +262,8 @@ async def run_load(
             await asyncio.wait_for(load.done.wait(), DRAIN_GRACE_S)
         await asyncio.gather(*writes, return_exceptions=True)
         rss_after, cpu_after = _proc_stats(stack.chatd.pid)
+        _, store_cpu_after = _proc_stats(store_pid)
+        store_cpu_s = store_cpu_after - store_cpu_before
         elapsed = loop.time() - start
         cpu_s = cpu_after - cpu_before
         for client in clients:
@@ -289,7 +290,9 @@ async def run_load(
             "serverCpuSeconds": round(cpu_s, 3),
             "serverCpuUsPerMessage": round(cpu_s / max(1, len(load.acked)) * 1e6, 1),
             "serverCpuUtilization": round(cpu_s / elapsed, 3) if elapsed else 0,
-            "storeCpuNote": "chatd's own CPU; the store runs on the same core",
+            "storeCpuUsPerMessage": round(store_cpu_s / max(1, len(load.acked)) * 1e6, 1),
+            "storeCpuUtilization": round(store_cpu_s / elapsed, 3) if elapsed else 0,
+            "sharedCoreUtilization": round((cpu_s + store_cpu_s) / elapsed, 3) if elapsed else 0,
         }
     finally:
         stack.stop()
