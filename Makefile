@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench loadtest install clean
+.PHONY: run test lint typecheck pytest bench loadtest tools install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -30,10 +30,27 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: tools lint typecheck pytest
 
 bench: $(STAMP)
 	$(PY) -m loadtest.chatbench.suite
+
+# Bounded headless Locust run against `make run` (started and stopped here if
+# nothing answers on :8080); CSV and HTML report under loadtest/results/.
+USERS      ?= 20
+SPAWN_RATE ?= 5
+DURATION   ?= 60s
+LOADTEST_PREFIX ?= loadtest/results/locust
+loadtest: $(STAMP)
+	$(PY) -m loadtest.run --users $(USERS) --spawn-rate $(SPAWN_RATE) \
+		--duration $(DURATION) --prefix $(LOADTEST_PREFIX)
+
+# promtool and prometheus for the alert and scrape tests (Debian's package).
+tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y --no-install-recommends prometheus >/dev/null; \
+		else echo "promtool not found: install Debian's prometheus package"; fi; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -124,7 +124,7 @@ def metered_request_class(metrics: WorkerMetrics) -> type[Request]:
             super().__init_subclass__(**kwargs)
             inner = cls.__dict__.get("on_success")
             if inner is not None:
-                cls.on_success = _metered_success(inner, metrics)
+                cls.on_success = _metered_success(inner, metrics)  # type: ignore[method-assign]
 
         def on_success(self, failed__retval__runtime: Any, **kwargs: Any) -> Any:
             return _metered_success(Request.on_success, metrics)(
@@ -201,9 +201,7 @@ class WorkerExporter:
         except OSError as exc:  # a busy port must not stop the worker from working
             log.error("worker metrics endpoint not started on port %d: %s", port, exc)
             return
-        log.info(
-            "worker metrics on http://%s:%d/metrics", self.settings.worker_metrics_host, port
-        )
+        log.info("worker metrics on http://%s:%d/metrics", self.settings.worker_metrics_host, port)
 
     def stop(self) -> None:
         if self._server is not None:
