@@ -23,6 +23,7 @@ from typing import Any
 from chatd.hub import Hub
 from chatd.limits import TokenBuckets
 from chatd.metrics import ChatMetrics
+from chatd.offline import OfflineMarks
 from chatd.permissions import Permissions
 from chatd.presence import Presence
 from chatd.router import RedisRouter, Router
@@ -78,6 +79,12 @@ class Node:
             stores.redis,
             stores.keys,
         )
+        self.offline = OfflineMarks(
+            stores.redis,
+            stores.keys,
+            settings.offline_email_quiet_s,
+            on_error=lambda: metrics.bus_errors.labels("offline-mark").inc(),
+        )
         self.message_limits = TokenBuckets(settings.msg_rate_per_s, settings.msg_burst)
         self.typing_limits = TokenBuckets(settings.typing_rate_per_s, settings.typing_burst)
         self.draining = False
@@ -87,6 +94,7 @@ class Node:
 
     async def start(self) -> None:
         self.store.start()
+        self.offline.start()
         await self.router.start()
         self.presence.start_heartbeat(
             self.hub.users, lambda: self.metrics.bus_errors.labels("presence").inc()
@@ -94,6 +102,7 @@ class Node:
 
     async def close(self) -> None:
         await self.store.close()
+        await self.offline.close()
         await self.presence.close()
         await self.router.close()
         for task in list(self._background):
@@ -217,13 +226,15 @@ class Node:
             self.metrics.messages_persisted.inc()
             if message.received_at:
                 self.metrics.fanout_latency.observe(now - message.received_at)
-            self._offer(message.to_user_id, message, True, message.in_seq)
+            if not self._offer(message.to_user_id, message, True, message.in_seq):
+                self.offline.mark(message.to_user_id)  # no socket here: maybe an email later
             self._offer(message.from_user_id, message, False, message.out_seq)
         for hole in skipped:
             for session in self.hub.sessions(hole.user_id):
                 session.offer(None, hole.inbound, hole.seq)
 
-    def _offer(self, user_id: str, message: StoredMessage, inbound: bool, seq: int) -> None:
+    def _offer(self, user_id: str, message: StoredMessage, inbound: bool, seq: int) -> bool:
+        """Offer a stream position to the user's sockets; False if none is on this node."""
         local = self.hub.sessions(user_id)
         for session in local:
             session.offer(message, inbound, seq)
@@ -238,6 +249,7 @@ class Node:
                     originSession=message.origin_session or None,
                 )
             )
+        return bool(local)
 
     def on_bus_message(self, message: BusMessage) -> None:
         sessions = self.hub.sessions(message.user_id)

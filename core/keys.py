@@ -27,6 +27,14 @@ class Keys:
         """Cluster-wide control events (connection changes, logout-all) on shard 0."""
         return f"{self.prefix}control"
 
+    def offline_due(self) -> str:
+        """Sorted set on each shard: user -> epoch second their unread-messages email is due.
+
+        chatd adds a user (ZADD NX: the first unseen message sets the time) when a
+        message reaches them with no socket open; the workers' sweep sends one email
+        per quiet period and removes them."""
+        return f"{self.prefix}offline:due"
+
     # restd
     def rate(self, bucket: str, subject: str) -> str:
         return f"{self.prefix}rl:{bucket}:{subject}"

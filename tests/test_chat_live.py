@@ -196,3 +196,24 @@ async def test_store_failure_answers_unavailable_and_recovers(services: Services
             assert [m["text"] for m in page["messages"]] == ["before", "while down"]
     finally:
         mongo.stop()
+
+
+async def test_offline_recipient_is_marked_once_for_the_email_sweep(settings: Settings) -> None:
+    async with running_chatd(settings) as chat:
+        alice, bob = await chat.pair()
+        a = await chat.client(alice)
+        for i in range(5):
+            temp = await a.private_message(bob, f"burst {i}")
+            await a.wait_for("message-delivered", lambda d, t=temp: d["tempId"] == t)
+        shard = chat.stores.redis.for_user(bob)
+        key = chat.stores.keys.offline_due()
+        for _ in range(50):
+            marks = await shard.zrange(key, 0, -1, withscores=True)
+            if marks:
+                break
+            await asyncio.sleep(0.02)
+        assert [m.decode() for m, _ in marks] == [bob]  # one mark for a burst
+        b = await chat.client(bob)
+        temp = await a.private_message(bob, "while online")
+        await b.wait_for("incoming-message", lambda d: d["text"] == "while online")
+        assert alice.encode() not in [m for m, _ in await shard.zrange(key, 0, -1, withscores=True)]
