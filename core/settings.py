@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     # Under load, commits start at most this often, so batches grow (see chatd/store.py).
     persist_min_interval_ms: float = 4.0
     persist_timeout_s: float = 5.0
+    # An offline recipient's "you have unread messages" email waits this long.
+    offline_email_quiet_s: float = 300.0
     sync_limit_max: int = 500
     drain_timeout_s: float = 10.0
     drain_batches: int = 10
