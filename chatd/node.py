@@ -90,6 +90,9 @@ class Node:
         self.draining = False
         self._offline_timers: dict[str, asyncio.TimerHandle] = {}
         self._contacts: dict[str, list[str]] = {}  # per local user, for presence fan-out
+        # Per local user: the other nodes holding sockets of that user. Live events
+        # for a user held only here are served locally, with no Redis round trip.
+        self._remote: dict[str, set[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -97,7 +100,9 @@ class Node:
         self.offline.start()
         await self.router.start()
         self.presence.start_heartbeat(
-            self.hub.users, lambda: self.metrics.bus_errors.labels("presence").inc()
+            self.hub.users,
+            lambda: self.metrics.bus_errors.labels("presence").inc(),
+            self._refresh_holders,
         )
 
     async def close(self) -> None:
@@ -143,6 +148,9 @@ class Node:
             )
         )
         session.start_live(cursor)
+        # Another node may have committed for this user before it learned we hold
+        # them; one read shortly after hello picks up anything it did not publish.
+        session.verify_soon()
         self.metrics.connects.inc()
         self.metrics.open_sockets.inc()
         if first:
@@ -174,10 +182,14 @@ class Node:
     async def _went_online(self, user: str) -> None:
         try:
             already = (await self.presence.statuses([user]))[user][0]
-            await self.presence.claim([user])
+            holders = await self.presence.claim([user])
         except Exception as exc:
             log.warning("presence claim failed: %s", exc)
-            already = False
+            already, holders = False, {}
+        if not self.hub.has_user(user):
+            return  # gone again while we were claiming; the offline path handles it
+        self._remote[user] = self._remote.get(user, set()) | holders.get(user, set())
+        self.router.publish(BusMessage(kind="holder", userId=user, holding=True))
         if already:
             return  # online on another node already
         self.metrics.presence_changes.labels("online").inc()
@@ -190,6 +202,8 @@ class Node:
         if self.hub.has_user(user):
             return
         contacts = self._contacts.pop(user, [])
+        self._remote.pop(user, None)
+        self.router.publish(BusMessage(kind="holder", userId=user, holding=False))
         try:
             elsewhere = await self.presence.release(user)
         except Exception as exc:
@@ -208,6 +222,16 @@ class Node:
         for contact in contacts:
             self.send_to_user(contact, frame)
 
+    def _refresh_holders(self, holders: dict[str, set[str]]) -> None:
+        """From the heartbeat: who else holds our users (dead nodes' claims have expired)."""
+        for user, others in holders.items():
+            if self.hub.has_user(user):
+                self._remote[user] = others
+
+    def _needs_publish(self, user_id: str, local: list[Session]) -> bool:
+        """Local first; publish only if the user may have sockets on another node."""
+        return not local or bool(self._remote.get(user_id))
+
     # -- delivery ---------------------------------------------------------------------
 
     def send_to_user(self, user_id: str, frame: dict[str, object]) -> None:
@@ -216,7 +240,7 @@ class Node:
         local = self.hub.sessions(user_id)
         for session in local:
             session.send(frame, ephemeral=ephemeral)
-        if not local:
+        if self._needs_publish(user_id, local):
             self.router.publish(BusMessage(kind="deliver", userId=user_id, event=frame))
 
     def fanout(self, stored: list[StoredMessage], skipped: list[Skipped]) -> None:
@@ -238,7 +262,7 @@ class Node:
         local = self.hub.sessions(user_id)
         for session in local:
             session.offer(message, inbound, seq)
-        if not local:
+        if self._needs_publish(user_id, local):
             self.router.publish(
                 BusMessage(
                     kind="message",
@@ -266,6 +290,12 @@ class Node:
         elif message.kind == "logout-all":
             for session in sessions:
                 session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
+        elif message.kind == "holder" and message.origin and self.hub.has_user(message.user_id):
+            others = self._remote.setdefault(message.user_id, set())
+            if message.holding:
+                others.add(message.origin)
+            else:
+                others.discard(message.origin)
 
     async def catch_up(self, session: Session) -> None:
         read = await self.store.read_streams(

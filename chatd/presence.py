@@ -33,19 +33,26 @@ class Presence:
         self.ttl_s = ttl_s
         self._heartbeat: asyncio.Task[None] | None = None
 
-    async def claim(self, user_ids: Iterable[str]) -> None:
-        """Claim (or refresh) this node's presence for these users, one pipeline per shard."""
+    async def claim(self, user_ids: Iterable[str]) -> dict[str, set[str]]:
+        """Claim (or refresh) this node's presence for these users, one pipeline per shard.
+
+        Returns, per user, the other nodes that hold a live claim on them."""
         expiry = int(time.time() + self.ttl_s)
         by_shard: dict[int, list[str]] = {}
         for user in user_ids:
             by_shard.setdefault(self.redis.index_for(user), []).append(user)
+        others: dict[str, set[str]] = {}
         for shard, users in by_shard.items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
             for user in users:
                 key = self.keys.presence(user)
                 pipe.hset(key, self.node_id, expiry)
                 pipe.expire(key, int(self.ttl_s) + 1)
-            await pipe.execute()
+                pipe.hgetall(key)
+            replies = await pipe.execute()
+            for i, user in enumerate(users):
+                others[user] = _live_nodes(replies[3 * i + 2]) - {self.node_id}
+        return others
 
     async def release(self, user_id: str) -> bool:
         """Drop this node's claim; True if the user is still online on another node."""
@@ -76,14 +83,17 @@ class Presence:
         return result
 
     def start_heartbeat(
-        self, local_users: Callable[[], list[str]], on_error: Callable[[], None]
+        self,
+        local_users: Callable[[], list[str]],
+        on_error: Callable[[], None],
+        on_holders: Callable[[dict[str, set[str]]], None],
     ) -> None:
         async def beat() -> None:
             while True:
                 period = self.ttl_s / 3
                 await asyncio.sleep(period * random.uniform(0.8, 1.0))
                 try:
-                    await self.claim(local_users())
+                    on_holders(await self.claim(local_users()))
                 except (RedisError, OSError) as exc:
                     on_error()
                     log.warning("presence heartbeat failed: %s", exc)
@@ -96,5 +106,9 @@ class Presence:
 
 
 def _any_live(claims: dict[bytes, bytes]) -> bool:
+    return bool(_live_nodes(claims))
+
+
+def _live_nodes(claims: dict[bytes, bytes]) -> set[str]:
     now = time.time()
-    return any(float(expiry) > now for expiry in claims.values())
+    return {node.decode() for node, expiry in claims.items() if float(expiry) > now}

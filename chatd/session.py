@@ -191,13 +191,17 @@ class Session:
         if self._held_in or self._held_out:
             self._schedule_catch_up()
 
+    def verify_soon(self) -> None:
+        """Read the store once after a short delay, even with nothing held."""
+        self._catch_up_task = asyncio.get_running_loop().create_task(self._run_catch_up(True))
+
     def _schedule_catch_up(self) -> None:
         if self._catch_up_task is None or self._catch_up_task.done():
             self._catch_up_task = asyncio.get_running_loop().create_task(self._run_catch_up())
 
-    async def _run_catch_up(self) -> None:
+    async def _run_catch_up(self, always: bool = False) -> None:
         await asyncio.sleep(CATCH_UP_DELAY_S)
-        if self.closed or not (self._held_in or self._held_out) or not self.live:
+        if self.closed or not self.live or not (always or self._held_in or self._held_out):
             return
         try:
             await self._catch_up(self)

@@ -12,6 +12,9 @@ the users connected to them. Three kinds of bus message:
 - ``message``: a committed chat message (``event`` = its wire form) at position
   ``seq`` of the user's inbound (``inbound`` true) or outbound stream, for
   the user's sockets on other nodes.
+- ``holder``: the ``origin`` node now holds (``holding`` true) or no longer
+  holds sockets of the user, so nodes that also hold them know to publish
+  that user's live events instead of serving them locally only.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class BusMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    kind: Literal["deliver", "connection-changed", "logout-all", "message"]
+    kind: Literal["deliver", "connection-changed", "logout-all", "message", "holder"]
     user_id: str = Field(alias="userId")
     origin: str = ""  # node id of the publisher, so a node can drop its own echo
     event: dict[str, Any] | None = None
@@ -34,3 +37,5 @@ class BusMessage(BaseModel):
     inbound: bool | None = None
     # For "message": which session sent it (that session gets the ack, not a copy).
     origin_session: str | None = Field(default=None, alias="originSession")
+    # For "holder".
+    holding: bool | None = None
