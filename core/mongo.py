@@ -60,6 +60,12 @@ INDEXES: dict[str, list[IndexModel]] = {
     PAYMENTS: [
         IndexModel([("providerOrderId", ASCENDING)], name="provider_order_unique", unique=True),
         IndexModel([("userId", ASCENDING)], name="user"),
+        # Our own order id: webhooks and the owner's view look orders up by it.
+        IndexModel([("merchantOrderId", ASCENDING)], name="merchant_order_unique", unique=True),
+        # Reconciliation reads the PENDING orders (single-field, see the module docstring).
+        IndexModel([("status", ASCENDING)], name="status"),
+        # Completed orders whose membership grant a crash interrupted (reconciliation).
+        IndexModel([("grantPending", ASCENDING)], name="grant_pending"),
     ],
     READ_MARKS: [IndexModel([("userId", ASCENDING)], name="user")],
     REFRESH_TOKENS: [

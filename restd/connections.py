@@ -36,6 +36,7 @@ from restd.models import (
     ConnectionView,
     UserSummary,
 )
+from restd.payments import entitlement
 
 PENDING = "pending"
 ACCEPTED = "accepted"
@@ -110,9 +111,8 @@ async def pair_lock(ctx: RestContext, pair: str) -> AsyncIterator[None]:
 
 
 def daily_budget(ctx: RestContext, me: Doc) -> int:
-    """Requests a user may send per day; ``membership.plan`` is set by the payments issue."""
-    membership = me.get("membership") or {}
-    if isinstance(membership, dict) and membership.get("plan") == "pro":
+    """Requests a user may send per day: more while a paid membership is active."""
+    if entitlement.is_pro(me, _now()):
         return ctx.settings.connection_requests_per_day_pro
     return ctx.settings.connection_requests_per_day_free
 

@@ -19,6 +19,8 @@ from core.runtime import Stores
 from core.sessions import Authenticator
 from core.settings import Settings
 from restd.metrics import RestMetrics
+from restd.payments.metrics import PaymentMetrics
+from restd.payments.service import PaymentsService
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class RestContext:
     lockout: Lockout
     limits: Limits
     metrics: RestMetrics
+    payments: PaymentsService
 
     @property
     def db(self) -> AsyncDatabase[Doc]:
@@ -85,4 +88,7 @@ class RestContext:
             ),
             limits=Limits.from_settings(s),
             metrics=metrics,
+            payments=PaymentsService(
+                s, stores.db, stores.redis, stores.keys, PaymentMetrics(metrics.registry)
+            ),
         )

@@ -116,17 +116,30 @@ class UserSummary(BaseModel):
     avatarUrl: str | None = None
 
 
+class MembershipView(BaseModel):
+    """Paid membership (restd/payments); ``active`` until ``expiresAt``."""
+
+    tier: str
+    planId: str
+    active: bool
+    since: datetime | None = None
+    expiresAt: datetime | None = None
+
+
 class PublicUser(UserSummary):
     skills: list[str] = []
     location: str = ""
     bio: str = ""
     links: list[str] = []
     createdAt: datetime | None = None
+    # "pro" while a paid membership is active.
+    badges: list[str] = []
 
 
 class MeUser(PublicUser):
     email: str
     prefs: dict[str, Any] = {}
+    membership: MembershipView | None = None
 
 
 class ProfilePatch(Input):

@@ -31,6 +31,13 @@ from restd.handlers.docs import OpenApiHandler
 from restd.handlers.users import BlockHandler, ProfileHandler, SearchHandler, UserHandler
 from restd.models import OBJECT_ID_PATTERN
 from restd.openapi import Route, build_document
+from restd.payments.handlers import (
+    CreatePaymentHandler,
+    PaymentHandler,
+    PlansHandler,
+    WebhookHandler,
+)
+from restd.payments.models import ORDER_ID_PATTERN
 
 CONVERSATION_ID_PATTERN = r"^[0-9a-f]{24}-[0-9a-f]{24}$"
 OPENAPI_PATH = "/api/openapi.json"
@@ -59,6 +66,10 @@ ROUTES: list[Route] = [
         MessagesHandler,
         {"conversation_id": CONVERSATION_ID_PATTERN},
     ),
+    Route("/api/payments/plans", PlansHandler),
+    Route("/api/payments/create", CreatePaymentHandler),
+    Route("/api/payments/webhook", WebhookHandler),
+    Route("/api/payments/{order_id}", PaymentHandler, {"order_id": ORDER_ID_PATTERN}),
 ]
 
 

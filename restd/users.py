@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -18,6 +19,7 @@ from restd.context import RestContext
 from restd.dates import as_utc
 from restd.errors import NotFound
 from restd.models import MeUser, ProfilePatch, PublicUser, SearchQuery, UserPage, UserSummary
+from restd.payments import entitlement
 
 # Fields a profile view may read; the password hash is never fetched for a view.
 PROFILE_PROJECTION = {"passwordHash": 0}
@@ -46,12 +48,16 @@ def public_view(doc: Doc) -> PublicUser:
         bio=doc.get("bio") or "",
         links=list(doc.get("links") or []),
         createdAt=as_utc(doc.get("createdAt")),
+        badges=entitlement.badges(doc, datetime.now(UTC)),
     )
 
 
 def me_view(doc: Doc) -> MeUser:
     return MeUser(
-        **public_view(doc).model_dump(), email=doc["email"], prefs=dict(doc.get("prefs") or {})
+        **public_view(doc).model_dump(),
+        email=doc["email"],
+        prefs=dict(doc.get("prefs") or {}),
+        membership=entitlement.view(doc, datetime.now(UTC)),
     )
 
 

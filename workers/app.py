@@ -14,7 +14,7 @@ def make_celery(settings: Settings) -> Celery:
     broker = settings.broker_url
     # Results are kept briefly, for callers that wait on a task (tests, the CLI).
     backend = broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
-    app = Celery("devconnect", broker=broker, backend=backend)
+    app = Celery("devconnect", broker=broker, backend=backend, include=["workers.payments"])
     app.conf.update(
         task_default_queue="default",
         task_queues=[Queue(name) for name in QUEUES],
@@ -36,6 +36,14 @@ def make_celery(settings: Settings) -> Celery:
         enable_utc=True,
         worker_hijack_root_logger=False,
         result_expires=3600,
+        beat_schedule={
+            # Settles orders whose webhook never came (workers/payments.py).
+            "payments-reconcile": {
+                "task": "workers.payments.reconcile",
+                "schedule": settings.payments_reconcile_interval_s,
+                "options": {"expires": settings.payments_reconcile_interval_s},
+            },
+        },
     )
     app.devconnect_settings = settings
     return app

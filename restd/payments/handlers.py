@@ -1,0 +1,75 @@
+"""The payment routes; the domain lives in ``service`` (STYLE 1)."""
+
+from __future__ import annotations
+
+from restd.handlers.base import ApiHandler
+from restd.openapi import Operation
+from restd.payments.models import (
+    CreatePaymentBody,
+    PaymentCreated,
+    PaymentView,
+    PlanList,
+    WebhookAck,
+)
+from restd.payments.service import PaymentsService
+from restd.payments.webhook import handle_webhook
+
+TAG = "payments"
+
+
+class PaymentsHandler(ApiHandler):
+    @property
+    def payments(self) -> PaymentsService:
+        return self.ctx.payments
+
+
+class PlansHandler(PaymentsHandler):
+    operations = {"get": Operation("The paid plans and their prices", TAG, PlanList, auth=False)}
+
+    def get(self) -> None:
+        self.write_model(self.payments.plan_list())
+
+
+class CreatePaymentHandler(PaymentsHandler):
+    operations = {
+        "post": Operation(
+            "Start paying for a plan; answers the provider's pay page URL",
+            TAG,
+            PaymentCreated,
+            status=201,
+            body=CreatePaymentBody,
+            errors=(403,),
+        )
+    }
+
+    async def post(self) -> None:
+        me = await self.require_user()
+        body = self.parse_body(CreatePaymentBody)
+        self.write_model(await self.payments.create_order(me, body), 201)
+
+
+class WebhookHandler(PaymentsHandler):
+    """PhonePe's server-to-server callback, authenticated by its Authorization hash."""
+
+    reads_session_cookie = False
+    operations = {
+        "post": Operation(
+            "PhonePe webhook (Authorization: sha256 of username:password)",
+            TAG,
+            WebhookAck,
+            auth=False,
+            errors=(400, 401, 404),
+        )
+    }
+
+    async def post(self) -> None:
+        authorization = self.request.headers.get("Authorization")
+        self.write_model(await handle_webhook(self.payments, authorization, self.request.body))
+
+
+class PaymentHandler(PaymentsHandler):
+    operations = {"get": Operation("One of my orders", TAG, PaymentView, errors=(404,))}
+
+    async def get(self, order_id: str) -> None:
+        me = await self.require_user()
+        self.write_model(await self.payments.order_view(me, order_id))

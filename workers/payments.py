@@ -1,0 +1,89 @@
+"""Payments in the worker tier: ``workers.payments.reconcile``, run by Celery beat.
+
+Every ``payments_reconcile_interval_s`` it settles the PENDING orders whose next
+check is due, through the same ``restd.payments`` domain code as the webhook
+(``reconcile.reconcile_due`` → ``PaymentsService.transition``), so the two
+racing on one order grant the membership once.
+
+Stores are injected the arq way (STYLE 6): each worker process builds one
+``PaymentsRuntime`` (its event loop, Mongo and Redis clients, provider client
+with its token cache) on its first payments task, keeps it on the Celery app
+object, and reuses it; nothing is built at import time. A fork gets its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from celery import Celery, Task, shared_task
+
+from core.logs import request_id_var
+from core.metrics import CollectorRegistry
+from core.runtime import Stores, open_stores
+from core.settings import Settings
+from restd.payments.metrics import PaymentMetrics
+from restd.payments.reconcile import reconcile_due
+from restd.payments.service import PaymentsService
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RUNTIME_ATTR = "devconnect_payments_runtime"
+
+
+class PaymentsRuntime:
+    def __init__(self, settings: Settings) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.stores: Stores = self.loop.run_until_complete(self._open(settings))
+        self.service = PaymentsService(
+            settings,
+            self.stores.db,
+            self.stores.redis,
+            self.stores.keys,
+            PaymentMetrics(CollectorRegistry()),
+        )
+
+    @staticmethod
+    async def _open(settings: Settings) -> Stores:
+        # Made inside the loop that will use them.
+        return open_stores(settings)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.stores.close())
+        self.loop.close()
+
+    @classmethod
+    def of(cls, app: Celery) -> PaymentsRuntime:
+        runtime: PaymentsRuntime | None = getattr(app, RUNTIME_ATTR, None)
+        if runtime is None or runtime.pid != os.getpid():
+            runtime = cls(app.devconnect_settings)
+            setattr(app, RUNTIME_ATTR, runtime)
+        return runtime
+
+
+async def _reconcile(service: PaymentsService, task_id: str) -> dict[str, int]:
+    request_id_var.set(f"reconcile:{task_id}")
+    return await reconcile_due(service)
+
+
+@shared_task(name="workers.payments.reconcile", bind=True)
+def reconcile(self: Task[Any, Any]) -> dict[str, int]:
+    started = time.monotonic()
+    runtime = PaymentsRuntime.of(self.app)
+    counts = runtime.run(_reconcile(runtime.service, str(self.request.id)))
+    log.info(
+        "payments reconcile: %s in %.0f ms",
+        " ".join(f"{k}={v}" for k, v in counts.items()),
+        (time.monotonic() - started) * 1000,
+        extra={"counts": counts},
+    )
+    return counts
