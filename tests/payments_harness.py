@@ -9,6 +9,7 @@ way a browser (the pay page) and an operator (the /sim switches) would.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,11 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.embedded import ManagedProcess, free_port
+from core.logs import JsonFormatter
+from core.mongo import PAYMENTS
 from core.settings import Settings
 from restd.payments.webhook import webhook_auth_value
 from tests.harness import ROOT, Services, make_settings, settings_env
+from tests.restd_harness import Api, User
 
 CREDENTIALS: dict[str, object] = {
     "phonepe_client_id": "DCTESTCLIENT",
@@ -80,7 +86,9 @@ class Simulator:
         assert resp.headers["Location"].startswith("http://localhost:5173/payments/DC")
 
     async def faults(self, endpoint: str, *statuses: int) -> None:
-        resp = await self.http.post("/sim/faults", json={"endpoint": endpoint, "statuses": statuses})
+        resp = await self.http.post(
+            "/sim/faults", json={"endpoint": endpoint, "statuses": statuses}
+        )
         assert resp.status_code == 200, resp.text
 
     async def configure(self, **values: Any) -> None:
@@ -133,3 +141,39 @@ async def running_simulator(settings: Settings, log_path: Path) -> AsyncIterator
     finally:
         await http.aclose()
         proc.stop()
+
+
+class Lines(logging.Handler):
+    """Formatted log lines as restd's JSON formatter writes them (request id included)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(JsonFormatter("restd"))
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(orjson.loads(self.format(record)))
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """A sample's value in a Prometheus text exposition (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+async def buy(api: Api, user: User, plan: str = "pro-monthly") -> dict[str, Any]:
+    resp = await user.http.post("/api/payments/create", json={"plan": plan})
+    assert resp.status_code == 201, resp.text
+    body: dict[str, Any] = resp.json()
+    assert body["orderId"].startswith("DC")
+    assert body["status"] == "PENDING"
+    return body
+
+
+async def stored(api: Api, order_id: str) -> dict[str, Any]:
+    doc = await api.stores.db[PAYMENTS].find_one({"merchantOrderId": order_id})
+    assert doc is not None
+    return doc

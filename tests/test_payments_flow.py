@@ -11,53 +11,15 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import orjson
 from bson import ObjectId
 
-from core.logs import JsonFormatter
-from core.mongo import PAYMENTS, USERS
+from core.mongo import USERS
 from restd.dates import as_utc
 from tests.harness import Services, celery_worker
-from tests.payments_harness import payment_settings, running_simulator
-from tests.restd_harness import Api, User, running_restd
+from tests.payments_harness import Lines, buy, metric, payment_settings, running_simulator, stored
+from tests.restd_harness import User, running_restd
 from workers.app import make_celery
-
-
-class Lines(logging.Handler):
-    """Formatted log lines as restd's JSON formatter writes them (request id included)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.setFormatter(JsonFormatter("restd"))
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(orjson.loads(self.format(record)))
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
-    for line in text.splitlines():
-        if line.startswith(wanted + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-async def buy(api: Api, user: User, plan: str = "pro-monthly") -> dict[str, Any]:
-    resp = await user.http.post("/api/payments/create", json={"plan": plan})
-    assert resp.status_code == 201, resp.text
-    body: dict[str, Any] = resp.json()
-    assert body["orderId"].startswith("DC")
-    assert body["status"] == "PENDING"
-    return body
-
-
-async def stored(api: Api, order_id: str) -> dict[str, Any]:
-    doc = await api.stores.db[PAYMENTS].find_one({"merchantOrderId": order_id})
-    assert doc is not None
-    return doc
 
 
 async def ask(a: User, b: User) -> int:
