@@ -1,0 +1,34 @@
+# DevConnect: one image for restd, chatd, the Celery worker and beat
+# (`docker run IMAGE restd|chatd|worker|beat|migrate`). Multi-stage: wheels are
+# built in the first stage; the runtime stage has no compiler and runs as an
+# unprivileged user.
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+COPY setup.cfg pyproject.toml README.md ./
+COPY core core
+COPY proto proto
+COPY chatd chatd
+COPY restd restd
+COPY workers workers
+RUN pip wheel --wheel-dir /wheels .
+
+FROM python:3.11-slim-bookworm AS runtime
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DEVCONNECT_HOST=0.0.0.0 DEVCONNECT_VAR_DIR=/var/lib/devconnect
+RUN groupadd --system --gid 10001 devconnect \
+    && useradd --system --uid 10001 --gid devconnect --home-dir /nonexistent \
+       --shell /usr/sbin/nologin devconnect \
+    && mkdir -p /var/lib/devconnect && chown devconnect:devconnect /var/lib/devconnect
+COPY --from=build /wheels /wheels
+RUN pip install --no-index --find-links /wheels devconnect && rm -rf /wheels
+USER 10001:10001
+WORKDIR /var/lib/devconnect
+EXPOSE 8080 8081 9808
+ENTRYPOINT ["devconnect"]
+CMD ["restd"]
