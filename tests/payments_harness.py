@@ -177,3 +177,20 @@ async def stored(api: Api, order_id: str) -> dict[str, Any]:
     doc = await api.stores.db[PAYMENTS].find_one({"merchantOrderId": order_id})
     assert doc is not None
     return doc
+
+
+def completed_event(settings: Settings, order: dict[str, Any]) -> dict[str, Any]:
+    """The webhook PhonePe sends for this stored order, byte for byte what the simulator sends."""
+    return {
+        "event": "checkout.order.completed",
+        "type": "CHECKOUT_ORDER_COMPLETED",
+        "payload": {
+            "merchantId": settings.phonepe_merchant_id,
+            "merchantOrderId": order["merchantOrderId"],
+            "orderId": order["providerOrderId"],
+            "state": "COMPLETED",
+            "amount": order["amount"],
+            "expireAt": order["expireAtMs"],
+            "paymentDetails": [],
+        },
+    }

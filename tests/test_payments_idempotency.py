@@ -12,13 +12,13 @@ from typing import Any
 from bson import ObjectId
 
 from core.mongo import USERS
-from core.settings import Settings
 from restd.dates import as_utc
 from tests.harness import Services, celery_worker
 from tests.payments_harness import (
     Lines,
     auth_header,
     buy,
+    completed_event,
     metric,
     payment_settings,
     running_simulator,
@@ -26,23 +26,6 @@ from tests.payments_harness import (
 )
 from tests.restd_harness import Api, User, running_restd
 from workers.app import make_celery
-
-
-def completed_event(settings: Settings, order: dict[str, Any]) -> dict[str, Any]:
-    """The webhook PhonePe sends for this stored order, byte for byte what the simulator sends."""
-    return {
-        "event": "checkout.order.completed",
-        "type": "CHECKOUT_ORDER_COMPLETED",
-        "payload": {
-            "merchantId": settings.phonepe_merchant_id,
-            "merchantOrderId": order["merchantOrderId"],
-            "orderId": order["providerOrderId"],
-            "state": "COMPLETED",
-            "amount": order["amount"],
-            "expireAt": order["expireAtMs"],
-            "paymentDetails": [],
-        },
-    }
 
 
 async def user_doc(api: Api, user: User) -> dict[str, Any]:
