@@ -145,7 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         code = subprocess.call(locust, cwd=ROOT, env=env)
         print(f"[loadtest] locust finished in {time.monotonic() - started:.0f}s (exit {code})")
-    print(summary(prefix))
+    table = summary(prefix)
+    stated = (
+        f"Load: {args.users} users (ChatPair:ApiUser = 3:1), spawn rate {args.spawn_rate}/s, "
+        f"{args.duration}, against {args.host} and {args.chat_url}.\n\n"
+    )
+    Path(f"{prefix}_summary.md").write_text(stated + table + "\n")
+    print(stated + table)
     print(f"[loadtest] report: {prefix}_report.html, CSV: {prefix}_*.csv")
     # Locust exits 1 when any request failed; the report says which; keep that signal.
     return code
