@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("workers.app:run_worker", "run a Celery worker"),
     "beat": ("workers.app:run_beat", "run the Celery beat scheduler"),
     "migrate": ("core.cli:migrate", "create collections and indexes (idempotent)"),
+    "recs": ("restd.recs_cli:main", "feed ranking: `recs eval`, `recs precompute`"),
 }
 
 

@@ -179,6 +179,31 @@ class Settings(BaseSettings):
     payments_reconcile_batch: int = Field(default=100, ge=1)
     payments_expiry_grace_s: float = Field(default=120.0, ge=0)
 
+    # Feed ("people you may know", restd/feed). The ranked list is cached per user
+    # for the TTL (the design allows 5-30 minutes) and paged from that snapshot.
+    feed_cache_ttl_s: int = Field(default=15 * 60, ge=5 * 60, le=30 * 60)
+    feed_candidate_cap: int = Field(default=2000, ge=20, le=10000)
+    # Hop-2 people whose connections are read too (three-hop reach for the walk).
+    feed_expand_max: int = Field(default=100, ge=0, le=1000)
+    feed_skill_pool_max: int = Field(default=200, ge=0, le=2000)
+    feed_location_pool_max: int = Field(default=100, ge=0, le=2000)
+    feed_newcomer_pool_max: int = Field(default=50, ge=0, le=1000)
+    # Connections read per person when building the neighbourhood (bounds a hub's cost).
+    feed_neighbours_max: int = Field(default=2000, ge=10, le=100000)
+    feed_snapshot_size: int = Field(default=500, ge=20, le=10000)
+    feed_page_max: int = Field(default=50, ge=1, le=200)
+    # A rejected pair stays out of both users' feeds this long.
+    feed_rejected_hide_s: int = Field(default=90 * 24 * 3600, ge=0)
+    # Feature weights over the shipped defaults (restd/feed/weights*.py), and weight
+    # sets as A/B variants: {"name": {"feature": weight, ...}}; users are hashed into
+    # a variant with the salt. Feature names are checked when restd starts.
+    feed_weights: dict[str, float] = Field(default_factory=dict)
+    feed_variants: dict[str, dict[str, float]] = Field(default={"learned": {}})
+    feed_variant_salt: str = "feed-v1"
+    feed_precompute_batch: int = Field(default=200, ge=1, le=5000)
+    feed_active_days: float = Field(default=14.0, gt=0)
+    feed_precompute_hour_utc: int = Field(default=3, ge=0, le=23)
+
     @field_validator("redis_urls", "allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

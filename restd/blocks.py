@@ -18,6 +18,7 @@ from restd import notify, users
 from restd.connections import ACCEPTED, PENDING, end_pair, pair_lock
 from restd.context import RestContext
 from restd.errors import Conflict, NotFound
+from restd.feed.hooks import feed_relation_changed
 
 
 async def block(ctx: RestContext, me: str, other: str) -> None:
@@ -40,6 +41,7 @@ async def block(ctx: RestContext, me: str, other: str) -> None:
         # Pending requests either way end too, so neither side sees a stale request.
         await end_pair(ctx, me, other, [ACCEPTED, PENDING])
     await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.settings.node_id or "restd")
+    await feed_relation_changed(ctx, me, other)
 
 
 async def unblock(ctx: RestContext, me: str, other: str) -> None:
@@ -47,3 +49,4 @@ async def unblock(ctx: RestContext, me: str, other: str) -> None:
     if not result.deleted_count:
         raise NotFound("You have not blocked this user.", code="not_blocked")
     await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.settings.node_id or "restd")
+    await feed_relation_changed(ctx, me, other)

@@ -26,6 +26,7 @@ from restd import notify, users
 from restd.context import RestContext
 from restd.dates import as_utc, required_utc
 from restd.errors import Conflict, Forbidden, NotFound, TooManyRequests
+from restd.feed.hooks import feed_relation_changed
 from restd.models import (
     ConnectionList,
     ConnectionRequestAnswer,
@@ -195,6 +196,7 @@ async def create_request(
         await notify.connection_requested(ctx.redis, ctx.keys, _event(views[0]), origin)
     else:
         await notify.connection_accepted(ctx.redis, ctx.keys, _event(views[1]), origin)
+    await feed_relation_changed(ctx, me, to)
     return views[0]
 
 
@@ -225,6 +227,7 @@ async def answer_request(
     if answer.status == ACCEPTED:
         origin = ctx.settings.node_id or "restd"
         await notify.connection_accepted(ctx.redis, ctx.keys, _event(view), origin)
+    await feed_relation_changed(ctx, doc["fromUserId"], me)
     return view
 
 
@@ -240,6 +243,7 @@ async def withdraw_request(ctx: RestContext, me: str, request_id: str) -> Connec
     if updated is None:
         raise Conflict("This request is no longer pending.", code="not_pending")
     (view,) = await _views(ctx, [updated])
+    await feed_relation_changed(ctx, me, doc["toUserId"])
     return view
 
 
@@ -316,3 +320,4 @@ async def remove_connection(ctx: RestContext, me: str, other: str) -> None:
     if not changed:
         raise NotFound("You are not connected to this user.", code="not_connected")
     await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.settings.node_id or "restd")
+    await feed_relation_changed(ctx, me, other)

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from restd.context import RestContext
+from restd.feed.handlers import FeedEventsHandler, FeedHandler
 from restd.handlers.auth import (
     LoginHandler,
     LogoutAllHandler,
@@ -61,6 +62,8 @@ ROUTES: list[Route] = [
     Route("/api/connections", ConnectionsHandler),
     Route("/api/connections/{user_id}", ConnectionHandler, {"user_id": OBJECT_ID_PATTERN}),
     Route("/api/conversations", ConversationsHandler),
+    Route("/api/feed", FeedHandler),
+    Route("/api/feed/events", FeedEventsHandler),
     Route(
         "/api/conversations/{conversation_id}/messages",
         MessagesHandler,

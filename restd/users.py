@@ -18,6 +18,7 @@ from core.mongo import BLOCKS, USERS, Doc
 from restd.context import RestContext
 from restd.dates import as_utc
 from restd.errors import NotFound
+from restd.feed.hooks import feed_profile_changed
 from restd.models import MeUser, ProfilePatch, PublicUser, SearchQuery, UserPage, UserSummary
 from restd.payments import entitlement
 
@@ -125,6 +126,7 @@ async def update_profile(ctx: RestContext, me: str, patch: ProfilePatch) -> MeUs
     users = ctx.db[USERS]
     if changes:
         await users.update_one({"_id": ObjectId(me)}, {"$set": changes})
+        await feed_profile_changed(ctx, me)
     return me_view(await require_me(ctx, me))
 
 

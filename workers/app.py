@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery, shared_task
+from celery.schedules import crontab
 from kombu.entity import Queue
 
 from core.settings import Settings
@@ -14,7 +15,9 @@ def make_celery(settings: Settings) -> Celery:
     broker = settings.broker_url
     # Results are kept briefly, for callers that wait on a task (tests, the CLI).
     backend = broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
-    app = Celery("devconnect", broker=broker, backend=backend, include=["workers.payments"])
+    app = Celery(
+        "devconnect", broker=broker, backend=backend, include=["workers.payments", "workers.recs"]
+    )
     app.conf.update(
         task_default_queue="default",
         task_queues=[Queue(name) for name in QUEUES],
@@ -42,6 +45,11 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "workers.payments.reconcile",
                 "schedule": settings.payments_reconcile_interval_s,
                 "options": {"expires": settings.payments_reconcile_interval_s},
+            },
+            # Nightly feed precompute for active users (workers/recs.py).
+            "recs-precompute": {
+                "task": "workers.recs.precompute_active",
+                "schedule": crontab(minute=0, hour=settings.feed_precompute_hour_utc),
             },
         },
     )

@@ -1,0 +1,49 @@
+"""The feed's Prometheus counters, by variant: CTR and accept rate per weight set.
+
+CTR = profile views / impressions; accept rate = accepts / requests, each
+counted for the variant of the user who saw the feed.
+"""
+
+from __future__ import annotations
+
+from core.metrics import LATENCY_BUCKETS_S, CollectorRegistry, Counter, Histogram
+
+
+class FeedMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.impressions = Counter(
+            "feed_impressions_total",
+            "Profiles served in feed pages",
+            ["variant"],
+            registry=registry,
+        )
+        self.profile_views = Counter(
+            "feed_profile_views_total",
+            "Profiles opened from the feed",
+            ["variant"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            "feed_requests_total",
+            "Connection requests sent from the feed",
+            ["variant"],
+            registry=registry,
+        )
+        self.accepts = Counter(
+            "feed_accepts_total",
+            "Connection requests sent from the feed and accepted",
+            ["variant"],
+            registry=registry,
+        )
+        self.pages = Counter(
+            "feed_pages_total",
+            "Feed pages by cache outcome (hit, miss)",
+            ["cache"],
+            registry=registry,
+        )
+        self.compute = Histogram(
+            "feed_compute_seconds",
+            "Time to rank one user's feed (uncached)",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )

@@ -1,0 +1,231 @@
+"""The feed: rank a user's candidates, cache the ranked snapshot, serve pages.
+
+A feed request's hops: handler (auth, parse ``FeedQuery``) → ``FeedService.page``
+→ cached snapshot page, or on a miss ``compute`` (store reads → ``ranker``) and
+``SnapshotCache.write`` → ``FeedPage``. Domain code: no tornado here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+import orjson
+
+from core.ids import pair_key
+from core.mongo import CONNECTION_REQUESTS
+from core.runtime import Stores
+from restd.errors import Conflict, NotFound
+from restd.feed import store
+from restd.feed.cache import SnapshotCache, make_cursor, parse_cursor
+from restd.feed.features import Person
+from restd.feed.graph import LocalGraph, Neighbourhood
+from restd.feed.metrics import FeedMetrics
+from restd.feed.models import FeedEventBody, FeedItem, FeedPage
+from restd.feed.ranker import Ranked, expansion_targets, graph_pool, rank
+from restd.feed.variants import Variants
+from restd.feed.weights import default_weights
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_VERSION = 1
+ATTRIBUTION_TTL_S = 30 * 24 * 3600
+INTERACTIONS_TTL_S = 180 * 24 * 3600
+
+
+def profile_view(doc: dict[str, object]) -> dict[str, object]:
+    return {
+        "id": str(doc["_id"]),
+        "name": doc.get("name") or "",
+        "headline": doc.get("headline") or "",
+        "avatarUrl": doc.get("avatarUrl"),
+        "skills": list(doc.get("skills") or []),  # type: ignore[call-overload]
+        "location": doc.get("location") or "",
+    }
+
+
+class FeedService:
+    def __init__(self, stores: Stores, metrics: FeedMetrics | None = None) -> None:
+        s = stores.settings
+        self.stores = stores
+        self.settings = s
+        self.metrics = metrics
+        self.cache = SnapshotCache(stores.redis, stores.keys, s.feed_cache_ttl_s)
+        self.variants = Variants(
+            {**default_weights(), **s.feed_weights}, s.feed_variants, s.feed_variant_salt
+        )
+        self._indexes_ready = False
+
+    async def _ensure_indexes(self) -> None:
+        if not self._indexes_ready:
+            await store.ensure_feed_indexes(self.stores.db)
+            self._indexes_ready = True
+
+    # -- ranking ----------------------------------------------------------------
+
+    async def compute(self, user_id: str) -> list[tuple[Ranked, dict[str, object]]]:
+        """Rank the user's candidates with their variant's weights: (ranked, profile) pairs."""
+        await self._ensure_indexes()
+        s = self.settings
+        db = self.stores.db
+        now = datetime.now(UTC)
+        me_docs = await store.profiles(db, [user_id])
+        if user_id not in me_docs:
+            raise NotFound("This account no longer exists.", log_message=f"no user {user_id}")
+        me_doc = me_docs[user_id]
+        me = store.person(me_doc, now)
+        rel = await store.relations(db, user_id, now, s.feed_rejected_hide_s, s.feed_neighbours_max)
+        excluded = rel.excluded(user_id)
+
+        adjacency = await store.connections_many(db, rel.friends, s.feed_neighbours_max)
+        nb = Neighbourhood(user_id, rel.friends, adjacency)
+        targets = expansion_targets(nb, excluded, s.feed_expand_max)
+        adjacency.update(await store.connections_many(db, targets, s.feed_neighbours_max))
+        nb = Neighbourhood(user_id, rel.friends, adjacency)
+        graph = LocalGraph(nb)
+
+        extra: dict[str, tuple[dict[str, object], bool]] = {}
+        pools = (
+            (await store.skill_pool(db, me.skills, s.feed_skill_pool_max), False),
+            (
+                await store.location_pool(
+                    db, str(me_doc.get("location") or ""), s.feed_location_pool_max
+                ),
+                False,
+            ),
+            (await store.newcomers(db, s.feed_newcomer_pool_max), True),
+        )
+        for docs, newcomer in pools:
+            for doc in docs:
+                other = str(doc["_id"])
+                if other not in excluded and other not in extra:
+                    extra[other] = (doc, newcomer)
+        cap = max(0, s.feed_candidate_cap - len(extra))
+        pool = graph_pool(graph, nb, excluded | set(extra), cap)
+        found = await store.profiles(db, pool)
+        candidates: list[Person] = []
+        by_id: dict[str, dict[str, object]] = {}
+        for other in pool:
+            pooled = found.get(other)
+            if pooled is not None and store.discoverable(pooled):
+                candidates.append(store.person(pooled, now))
+                by_id[other] = pooled
+        for other, (extra_doc, newcomer) in list(extra.items())[: s.feed_candidate_cap]:
+            if store.discoverable(extra_doc):
+                candidates.append(store.person(extra_doc, now, newcomer=newcomer))
+                by_id[other] = extra_doc
+
+        interactions = dict(rel.history)
+        raw = await self.stores.redis.for_user(user_id).hgetall(
+            self.cache.keys.interactions(user_id)
+        )
+        for key, value in raw.items():
+            other = key.decode() if isinstance(key, bytes) else key
+            interactions[other] = interactions.get(other, 0.0) + float(value)
+        weights = self.variants.weights_for(self.variants.assign(user_id))
+        ranked = rank(me, graph, candidates, weights, interactions, limit=s.feed_snapshot_size)
+        return [(r, by_id[r.id]) for r in ranked]
+
+    async def refresh(self, user_id: str) -> str:
+        """Rank and store a new current snapshot; returns its id."""
+        started = time.perf_counter()
+        ranked = await self.compute(user_id)
+        items = [
+            orjson.dumps(
+                {
+                    "profile": profile_view(doc),
+                    "score": r.score,
+                    "explain": {"contributions": r.contributions, "reasons": r.reasons},
+                }
+            )
+            for r, doc in ranked
+        ]
+        header: dict[str, object] = {"v": SNAPSHOT_VERSION, "n": len(items), "at": int(time.time())}
+        snapshot = await self.cache.write(user_id, header, items)
+        if self.metrics:
+            self.metrics.compute.observe(time.perf_counter() - started)
+        return snapshot
+
+    # -- serving ----------------------------------------------------------------
+
+    async def page(self, user_id: str, cursor: str | None, limit: int) -> FeedPage:
+        variant = self.variants.assign(user_id)
+        limit = min(limit, self.settings.feed_page_max)
+        hit = True
+        if cursor is None:
+            snapshot = await self.cache.current(user_id)
+            offset = 0
+            if snapshot is None:
+                hit = False
+                snapshot = await self.refresh(user_id)
+        else:
+            parsed = parse_cursor(cursor)
+            if parsed is None:
+                raise Conflict("This feed cursor is not valid.", code="cursor_invalid")
+            snapshot, offset = parsed
+        raw = await self.cache.read(user_id, snapshot, offset, limit + 1)
+        if raw is None:
+            raise Conflict(
+                "This feed page has expired; load the feed again from the start.",
+                code="cursor_expired",
+                log_message=f"snapshot {snapshot} of {user_id} gone",
+            )
+        items = [FeedItem.model_validate_json(item) for item in raw[:limit]]
+        more = len(raw) > limit
+        if self.metrics:
+            self.metrics.pages.labels("hit" if hit else "miss").inc()
+            self.metrics.impressions.labels(variant).inc(len(items))
+        return FeedPage(
+            items=items,
+            nextCursor=make_cursor(snapshot, offset + limit) if more else None,
+            variant=variant,
+        )
+
+    # -- events and invalidation ---------------------------------------------------
+
+    async def record(self, user_id: str, event: FeedEventBody) -> None:
+        if event.userId == user_id:
+            raise Conflict("That is your own profile.", code="self_event")
+        variant = self.variants.assign(user_id)
+        keys = self.cache.keys
+        redis = self.stores.redis
+        for a, b in ((user_id, event.userId), (event.userId, user_id)):
+            client = redis.for_user(a)
+            await client.hincrby(keys.interactions(a), b, 1)
+            await client.expire(keys.interactions(a), INTERACTIONS_TTL_S)
+        if event.type == "profile_view":
+            if self.metrics:
+                self.metrics.profile_views.labels(variant).inc()
+            return
+        client = redis.for_user(user_id)
+        await client.hset(keys.attribution(user_id), event.userId, variant)
+        await client.expire(keys.attribution(user_id), ATTRIBUTION_TTL_S)
+        if self.metrics:
+            self.metrics.requests.labels(variant).inc()
+
+    async def relation_changed(self, user_a: str, user_b: str) -> None:
+        """A connection, request or block between the two changed: both feeds are stale.
+
+        Also where an accepted request sent from the feed is counted, for the
+        variant of the user who sent it.
+        """
+        await self.cache.invalidate(user_a, user_b)
+        keys = self.cache.keys
+        for sender, target in ((user_a, user_b), (user_b, user_a)):
+            client = self.stores.redis.for_user(sender)
+            variant = await client.hget(keys.attribution(sender), target)
+            if variant is None:
+                continue
+            accepted = await self.stores.db[CONNECTION_REQUESTS].find_one(
+                {"$and": [{"pairKey": pair_key(sender, target)}, {"status": store.ACCEPTED}]},
+                projection={"_id": 1},
+            )
+            if accepted is not None:
+                await client.hdel(keys.attribution(sender), target)
+                if self.metrics:
+                    name = variant.decode() if isinstance(variant, bytes) else variant
+                    self.metrics.accepts.labels(name).inc()
+
+    async def profile_changed(self, user_id: str) -> None:
+        await self.cache.invalidate(user_id)

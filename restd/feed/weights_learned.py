@@ -1,0 +1,3 @@
+"""Placeholder until `devconnect recs eval --write-weights` runs."""
+
+LEARNED_WEIGHTS: dict[str, float] = {}
