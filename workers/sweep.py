@@ -1,0 +1,101 @@
+"""The offline-message sweep: who is due an "unread messages" email, and what it says.
+
+chatd marks a recipient with no open socket in the sorted set
+``Keys.offline_due()`` on their shard (``ZADD NX``: the first unseen message
+fixes the time, now + the quiet period). Beat runs the sweep; each run claims
+the users whose time has passed with one Lua script per batch (range by score
+and remove, atomically, so two sweeps never take the same user) and queues one
+``offline_messages`` task per user. A message arriving after the claim marks
+the user again, so there is at most one email per quiet period, however long
+the burst.
+
+A claimed user still gets nothing when they are online (any unexpired presence
+claim), have no unread messages left (reading on any device marks them read),
+or turned the kind off. A crash between the claim and the queuing loses that
+reminder only (the messages are safe in MongoDB; the next message marks again).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import redis
+from bson import ObjectId
+from pymongo.database import Database
+
+from core.keys import Keys
+from core.mongo import MESSAGES, USERS, Doc
+
+CLAIM_DUE_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return due
+"""
+# Unread messages read to name their senders; the count itself is exact.
+SENDER_SCAN_MAX = 500
+SENDERS_NAMED_MAX = 3
+
+
+def claim_due(client: redis.Redis, keys: Keys, now_s: float, batch: int) -> list[str]:
+    """Remove and return up to ``batch`` users whose email time has come, on one shard."""
+    script = client.register_script(CLAIM_DUE_LUA)
+    users = script(keys=[keys.offline_due()], args=[now_s, batch])
+    return [u.decode() if isinstance(u, bytes) else str(u) for u in users]
+
+
+def is_online(client: redis.Redis, keys: Keys, user_id: str) -> bool:
+    """The presence rule of chatd/presence.py: any node's claim that has not expired."""
+    claims = client.hgetall(keys.presence(user_id))
+    now = time.time()
+    return any(float(expiry) > now for expiry in claims.values())
+
+
+def unread_filter(user_id: str) -> Doc:
+    # The single-field inKey index serves this on the embedded store too (chatd/store.py).
+    return {"inKey": {"$gt": f"{user_id}:", "$lt": f"{user_id};"}, "status": "sent"}
+
+
+@dataclass(frozen=True)
+class Digest:
+    count: int
+    newest_id: str
+    sender_ids: list[str]  # newest sender first
+
+
+def unread_digest(db: Database[Doc], user_id: str) -> Digest | None:
+    messages = db[MESSAGES]
+    query = unread_filter(user_id)
+    count = messages.count_documents(query)
+    if count == 0:
+        return None
+    cursor = (
+        messages.find(query, projection={"_id": 1, "fromUserId": 1})
+        .sort("inKey", -1)
+        .limit(SENDER_SCAN_MAX)
+    )
+    newest: str | None = None
+    senders: dict[str, None] = {}
+    for doc in cursor:
+        newest = newest or str(doc["_id"])
+        senders.setdefault(str(doc["fromUserId"]), None)
+    if newest is None:  # read between the count and the scan
+        return None
+    return Digest(count, newest, list(senders))
+
+
+def senders_text(db: Database[Doc], sender_ids: list[str]) -> str:
+    """'Ann', 'Ann and Bo', 'Ann, Bo and Cy', 'Ann, Bo, Cy and 2 others'."""
+    named = sender_ids[:SENDERS_NAMED_MAX]
+    oids = [ObjectId(u) for u in named if ObjectId.is_valid(u)]
+    found = {
+        str(d["_id"]): d.get("name") or "Someone"
+        for d in db[USERS].find({"_id": {"$in": oids}}, projection={"name": 1})
+    }
+    names = [found.get(u, "Someone") for u in named]
+    others = len(sender_ids) - len(named)
+    if others:
+        names.append(f"{others} {'other' if others == 1 else 'others'}")
+    if len(names) == 1:
+        return names[0]
+    return f"{', '.join(names[:-1])} and {names[-1]}"
