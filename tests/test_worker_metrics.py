@@ -1,4 +1,4 @@
-"""The worker tier's /metrics: counted in the prefork parent, backlog and broker health read live."""
+"""The worker tier's /metrics: counted in the prefork parent; backlog and broker read live."""
 
 from __future__ import annotations
 
