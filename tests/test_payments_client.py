@@ -101,9 +101,7 @@ async def test_a_401_forces_exactly_one_refresh_then_succeeds(
         assert stats["calls.status"] == 2
 
 
-async def test_a_second_401_is_final_after_one_refresh(
-    services: Services, tmp_path: Path
-) -> None:
+async def test_a_second_401_is_final_after_one_refresh(services: Services, tmp_path: Path) -> None:
     settings = payment_settings(services)
     async with running_simulator(settings, tmp_path / "sim.log") as sim:
         client = _client(sim)
@@ -117,9 +115,7 @@ async def test_a_second_401_is_final_after_one_refresh(
         assert stats["calls.status"] == 2  # the call, and its one retry with the new token
 
 
-async def test_5xx_and_429_are_retried_within_the_bound(
-    services: Services, tmp_path: Path
-) -> None:
+async def test_5xx_and_429_are_retried_within_the_bound(services: Services, tmp_path: Path) -> None:
     settings = payment_settings(services, phonepe_retry_attempts=3)
     async with running_simulator(settings, tmp_path / "sim.log") as sim:
         client = _client(sim)
@@ -144,9 +140,7 @@ async def test_5xx_and_429_are_retried_within_the_bound(
         assert stats["faults.token"] == 1
 
 
-async def test_other_4xx_are_not_retried(
-    services: Services, tmp_path: Path
-) -> None:
+async def test_other_4xx_are_not_retried(services: Services, tmp_path: Path) -> None:
     settings = payment_settings(services)
     async with running_simulator(settings, tmp_path / "sim.log") as sim:
         client = _client(sim)
