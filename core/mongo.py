@@ -26,6 +26,11 @@ PAYMENTS = "payments"
 READ_MARKS = "readMarks"
 REFRESH_TOKENS = "refreshTokens"
 BLOCKS = "blocks"
+# Email (workers/email.py): one document per notification, keyed by its idempotency
+# key; the mails given up on; the unsubscribe tokens already used (restd/unsubscribe.py).
+EMAIL_NOTIFICATIONS = "emailNotifications"
+DEAD_LETTERS = "deadLetters"
+UNSUBSCRIBE_TOKENS = "unsubscribeTokens"
 
 Doc = dict[str, Any]
 
@@ -82,6 +87,17 @@ INDEXES: dict[str, list[IndexModel]] = {
         # Search hides blocked users in both directions.
         IndexModel([("blockerId", ASCENDING)], name="blocker"),
         IndexModel([("blockedId", ASCENDING)], name="blocked"),
+    ],
+    # _id is the idempotency key (unique by nature); kept long enough to outlive any
+    # redelivery or retry of the same event.
+    EMAIL_NOTIFICATIONS: [
+        IndexModel([("userId", ASCENDING)], name="user"),
+        IndexModel([("expiresAt", ASCENDING)], name="expires_ttl", expireAfterSeconds=0),
+    ],
+    DEAD_LETTERS: [IndexModel([("kind", ASCENDING)], name="kind")],
+    # _id is the token's nonce; a used token is forgotten once it could no longer verify.
+    UNSUBSCRIBE_TOKENS: [
+        IndexModel([("expiresAt", ASCENDING)], name="expires_ttl", expireAfterSeconds=0)
     ],
 }
 

@@ -204,6 +204,29 @@ class Settings(BaseSettings):
     feed_active_days: float = Field(default=14.0, gt=0)
     feed_precompute_hour_utc: int = Field(default=3, ge=0, le=23)
 
+    # Email notifications (workers/email.py). Each SMTP socket operation times out
+    # after smtp_timeout_s; a transient failure (4xx, connection error) is retried
+    # email_max_retries times, waiting about base * 2^retry (equal jitter, capped),
+    # then dead-lettered. A send claim older than the lease counts as abandoned by a
+    # dead worker and may be taken over, so keep the lease above one SMTP exchange.
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    email_max_retries: int = Field(default=5, ge=0, le=20)
+    email_retry_backoff_s: float = Field(default=10.0, ge=0)
+    email_retry_backoff_max_s: float = Field(default=600.0, ge=0)
+    email_send_lease_s: float = Field(default=120.0, gt=0)
+    # Beat runs the offline-message sweep this often; it claims at most a batch per shard per round.
+    email_sweep_interval_s: float = Field(default=20.0, gt=0)
+    email_sweep_batch: int = Field(default=500, ge=1, le=5000)
+    # Unsubscribe links (RFC 8058 one-click, restd/unsubscribe.py) stop working after this.
+    unsubscribe_token_max_age_s: int = Field(default=180 * 24 * 3600, ge=60)
+    # Where links in mail send people: the web app (None: the first allowed origin).
+    public_web_url: str | None = None
+    # Redis broker: an unacknowledged task (its worker died) is handed out again after
+    # the visibility timeout; abandoned tasks are looked for every restore interval.
+    # Keep the timeout above every task's time limit and every retry countdown.
+    celery_visibility_timeout_s: int = Field(default=3600, ge=1)
+    celery_restore_interval_s: int = Field(default=10, ge=1)
+
     @field_validator("redis_urls", "allowed_origins", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:

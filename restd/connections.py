@@ -193,9 +193,9 @@ async def create_request(
     views = await _views(ctx, [doc] if reverse is None else [doc, reverse])
     origin = ctx.settings.node_id or "restd"
     if reverse is None:
-        await notify.connection_requested(ctx.redis, ctx.keys, _event(views[0]), origin)
+        await notify.connection_requested(ctx.redis, ctx.keys, _event(views[0]), origin, ctx.tasks)
     else:
-        await notify.connection_accepted(ctx.redis, ctx.keys, _event(views[1]), origin)
+        await notify.connection_accepted(ctx.redis, ctx.keys, _event(views[1]), origin, ctx.tasks)
     await feed_relation_changed(ctx, me, to)
     return views[0]
 
@@ -226,7 +226,7 @@ async def answer_request(
     (view,) = await _views(ctx, [updated])
     if answer.status == ACCEPTED:
         origin = ctx.settings.node_id or "restd"
-        await notify.connection_accepted(ctx.redis, ctx.keys, _event(view), origin)
+        await notify.connection_accepted(ctx.redis, ctx.keys, _event(view), origin, ctx.tasks)
     await feed_relation_changed(ctx, doc["fromUserId"], me)
     return view
 

@@ -18,6 +18,7 @@ from core.redis import RedisShards
 from core.runtime import Stores
 from core.sessions import Authenticator
 from core.settings import Settings
+from core.tasks import TaskSender
 from restd.metrics import RestMetrics
 from restd.payments.metrics import PaymentMetrics
 from restd.payments.service import PaymentsService
@@ -52,6 +53,8 @@ class RestContext:
     limits: Limits
     metrics: RestMetrics
     payments: PaymentsService
+    # Queues Celery tasks (email notifications) after domain writes; never raises.
+    tasks: TaskSender
 
     @property
     def db(self) -> AsyncDatabase[Doc]:
@@ -91,4 +94,5 @@ class RestContext:
             payments=PaymentsService(
                 s, stores.db, stores.redis, stores.keys, PaymentMetrics(metrics.registry)
             ),
+            tasks=TaskSender(s),
         )

@@ -4,8 +4,9 @@ Called only from domain actions, after their write (STYLE 14), so every
 producer of a ``connection-request`` or ``connection-accepted`` event can be
 found by grepping for these functions. The live push goes through
 ``core.bus`` (best effort: a failed publish is logged there and never fails
-the request; clients recover by listing). The ``email_*`` hooks are where the
-workers issue will queue notification emails; for now they only log.
+the request; clients recover by listing). The ``email_*`` hooks queue the
+notification emails on the workers' ``email`` queue through ``core.tasks``
+(best effort too: a broker failure is logged by the sender, never raised).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from core import bus
 from core.keys import Keys
 from core.redis import RedisShards
+from core.tasks import EMAIL_CONNECTION_ACCEPTED, EMAIL_CONNECTION_REQUEST, TaskSender
 
 log = logging.getLogger(__name__)
 
@@ -24,22 +26,30 @@ CONNECTION_ACCEPTED_EVENT = "connection-accepted"
 
 
 async def connection_requested(
-    redis: RedisShards, keys: Keys, request: dict[str, Any], origin: str
+    redis: RedisShards,
+    keys: Keys,
+    request: dict[str, Any],
+    origin: str,
+    tasks: TaskSender | None = None,
 ) -> None:
-    """A request was created: push it to its recipient, and hook the email."""
+    """A request was created: push it to its recipient, and queue the email."""
     to_user = str(request["toUserId"])
     await bus.deliver_event(redis, keys, to_user, CONNECTION_REQUEST_EVENT, request, origin)
-    await email_connection_request(request)
+    await email_connection_request(request, tasks)
 
 
 async def connection_accepted(
-    redis: RedisShards, keys: Keys, request: dict[str, Any], origin: str
+    redis: RedisShards,
+    keys: Keys,
+    request: dict[str, Any],
+    origin: str,
+    tasks: TaskSender | None = None,
 ) -> None:
     """A request was accepted: tell its sender, and tell chatd the pair may now chat."""
     sender, recipient = str(request["fromUserId"]), str(request["toUserId"])
     await bus.deliver_event(redis, keys, sender, CONNECTION_ACCEPTED_EVENT, request, origin)
     await bus.connection_changed(redis, keys, sender, recipient, origin)
-    await email_connection_accepted(request)
+    await email_connection_accepted(request, tasks)
 
 
 async def connection_ended(
@@ -49,11 +59,17 @@ async def connection_ended(
     await bus.connection_changed(redis, keys, user_a, user_b, origin)
 
 
-async def email_connection_request(request: dict[str, Any]) -> None:
-    """Hook for the workers issue: queue "X wants to connect" to the recipient."""
-    log.debug("email hook: connection request", extra={"connectionRequestId": request.get("id")})
+async def email_connection_request(request: dict[str, Any], tasks: TaskSender | None) -> None:
+    """Queue "X wants to connect" to the recipient (workers/email.py reads the request)."""
+    if tasks is None:
+        log.debug("no task sender: connection request email not queued")
+        return
+    await tasks.send(EMAIL_CONNECTION_REQUEST, str(request["id"]))
 
 
-async def email_connection_accepted(request: dict[str, Any]) -> None:
-    """Hook for the workers issue: queue "X accepted your request" to the sender."""
-    log.debug("email hook: connection accepted", extra={"connectionRequestId": request.get("id")})
+async def email_connection_accepted(request: dict[str, Any], tasks: TaskSender | None) -> None:
+    """Queue "X accepted your request" to the request's sender."""
+    if tasks is None:
+        log.debug("no task sender: connection accepted email not queued")
+        return
+    await tasks.send(EMAIL_CONNECTION_ACCEPTED, str(request["id"]))

@@ -29,6 +29,7 @@ from restd.handlers.connections import (
 )
 from restd.handlers.conversations import ConversationsHandler, MessagesHandler
 from restd.handlers.docs import OpenApiHandler
+from restd.handlers.email import UnsubscribeHandler
 from restd.handlers.users import BlockHandler, ProfileHandler, SearchHandler, UserHandler
 from restd.models import OBJECT_ID_PATTERN
 from restd.openapi import Route, build_document
@@ -69,6 +70,7 @@ ROUTES: list[Route] = [
         MessagesHandler,
         {"conversation_id": CONVERSATION_ID_PATTERN},
     ),
+    Route("/api/email/unsubscribe", UnsubscribeHandler),
     Route("/api/payments/plans", PlansHandler),
     Route("/api/payments/create", CreatePaymentHandler),
     Route("/api/payments/webhook", WebhookHandler),

@@ -7,8 +7,7 @@ from celery.schedules import crontab
 from kombu.entity import Queue
 
 from core.settings import Settings
-
-QUEUES = ("default", "email", "recs", "payments")
+from core.tasks import QUEUES, TASK_ROUTES
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -16,22 +15,28 @@ def make_celery(settings: Settings) -> Celery:
     # Results are kept briefly, for callers that wait on a task (tests, the CLI).
     backend = broker if broker.startswith(("redis://", "rediss://")) else "rpc://"
     app = Celery(
-        "devconnect", broker=broker, backend=backend, include=["workers.payments", "workers.recs"]
+        "devconnect",
+        broker=broker,
+        backend=backend,
+        include=["workers.payments", "workers.recs", "workers.email"],
     )
     app.conf.update(
         task_default_queue="default",
         task_queues=[Queue(name) for name in QUEUES],
-        task_routes={
-            "workers.email.*": {"queue": "email"},
-            "workers.recs.*": {"queue": "recs"},
-            "workers.payments.*": {"queue": "payments"},
-        },
+        # Shared with the publishers in restd (core/tasks.py).
+        task_routes=TASK_ROUTES,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_time_limit=120,
         task_soft_time_limit=100,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={
+            "visibility_timeout": settings.celery_visibility_timeout_s,
+            # Look for tasks abandoned by a dead worker every interval (kombu's
+            # default scans only every tenth one).
+            "unacked_restore_interval": settings.celery_restore_interval_s,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         task_serializer="json",
         accept_content=["json"],
@@ -45,6 +50,12 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "workers.payments.reconcile",
                 "schedule": settings.payments_reconcile_interval_s,
                 "options": {"expires": settings.payments_reconcile_interval_s},
+            },
+            # Offline-message emails whose quiet period is over (workers/email.py).
+            "email-offline-sweep": {
+                "task": "workers.email.sweep_offline",
+                "schedule": settings.email_sweep_interval_s,
+                "options": {"expires": settings.email_sweep_interval_s},
             },
             # Nightly feed precompute for active users (workers/recs.py).
             "recs-precompute": {
@@ -70,6 +81,9 @@ def run_worker(settings: Settings, argv: list[str]) -> int:
     from workers.metrics import WorkerExporter
 
     WorkerExporter(settings, QUEUES).install(app)
+    from workers.context import install as install_context
+
+    install_context(app)
     app.worker_main(["worker", "--loglevel", settings.log_level, "-Q", ",".join(QUEUES), *argv])
     return 0
 

@@ -65,6 +65,13 @@ class WorkerMetrics:
             ["task"],
             registry=registry,
         )
+        # The design's "email failure rate" is this over workers.email.* successes.
+        self.email_failures = Counter(
+            "worker_email_failures_total",
+            "Emails given up on (dead-lettered after retries, or refused for good), by kind",
+            ["kind"],
+            registry=registry,
+        )
 
     def finished(self, task: str, outcome: str, seconds: float | None) -> None:
         self.tasks.labels(task, outcome).inc()
@@ -137,6 +144,10 @@ def metered_request_class(metrics: WorkerMetrics) -> type[Request]:
             started = self.time_start
             seconds = time.time() - started if started else None
             metrics.finished(self.task_name, _outcome(exc), seconds)
+            # workers.email.EmailUndeliverable, recognised without importing the tasks.
+            email_kind = getattr(exc, "email_kind", None)
+            if isinstance(email_kind, str):
+                metrics.email_failures.labels(email_kind).inc()
             return super().on_failure(exc_info, send_failed_event=send_failed_event, **kwargs)
 
     return MeteredRequest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from restd import accounts, users
 from restd.accounts import Session
 from restd.handlers.base import ApiHandler
-from restd.models import AuthResult, LoginBody, MeUser, SignupBody
+from restd.models import AuthResult, LoginBody, MeUser, ProfilePatch, SignupBody
 from restd.openapi import Operation
 
 TAG = "auth"
@@ -143,8 +143,25 @@ class LogoutAllHandler(SessionHandler):
 class MeHandler(ApiHandler):
     """``/api/auth/me`` and ``/api/me``: the signed-in user, email and prefs included."""
 
-    operations = {"get": Operation("The signed-in user", TAG, MeUser, errors=(404,))}
+    operations = {
+        "get": Operation("The signed-in user", TAG, MeUser, errors=(404,)),
+        # The same edit as PATCH /api/users/me; the email prefs live in ``prefs``
+        # (emailMessages, emailConnections, emailPayments: false turns a kind off).
+        "patch": Operation(
+            "Edit the signed-in user's profile and prefs",
+            TAG,
+            MeUser,
+            body=ProfilePatch,
+            errors=(403, 404),
+        ),
+    }
 
     async def get(self) -> None:
         me = await self.require_user()
         self.write_model(users.me_view(await users.require_me(self.ctx, me)))
+
+    async def patch(self) -> None:
+        me = await self.require_user()
+        patch = self.parse_body(ProfilePatch)
+        await users.require_me(self.ctx, me)
+        self.write_model(await users.update_profile(self.ctx, me, patch))
