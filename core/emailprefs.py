@@ -35,7 +35,10 @@ NONCE_BYTES = 12
 def email_enabled(prefs: Any, kind: EmailKind) -> bool:
     if not isinstance(prefs, dict):
         return True
-    return prefs.get(PREF_KEYS[kind]) is not False
+    # `in (False, 0)`: the embedded store reads a boolean written through a dotted
+    # $set back as 0; only an explicit off value turns a kind off.
+    value = prefs.get(PREF_KEYS[kind])
+    return not (value in (False, 0) and not isinstance(value, str))
 
 
 class TokenInvalid(Exception):

@@ -73,11 +73,16 @@ async def unsubscribe(ctx: RestContext, token: str) -> UnsubscribeResult:
     used = ctx.db[UNSUBSCRIBE_TOKENS]
     if await used.find_one({"_id": claims.nonce}, projection={"_id": 1}) is not None:
         raise _already_used(claims)
-    result = await ctx.db[USERS].update_one(
-        {"_id": ObjectId(claims.user_id)}, {"$set": {f"prefs.{pref}": False}}
-    )
-    if result.matched_count == 0:
+    users = ctx.db[USERS]
+    oid = ObjectId(claims.user_id)
+    doc = await users.find_one({"_id": oid}, projection={"prefs": 1})
+    if doc is None:
         raise NotFound("This account no longer exists.", log_message=f"no user {claims.user_id}")
+    # The whole map is written, like PATCH /api/me does: the embedded store reads a
+    # boolean set through a dotted path ("prefs.x") back as 0.
+    prefs = dict(doc.get("prefs") or {})
+    prefs[pref] = False
+    await users.update_one({"_id": oid}, {"$set": {"prefs": prefs}})
     now = datetime.now(UTC)
     try:
         await used.insert_one(

@@ -56,6 +56,8 @@ def test_prefs_default_on_and_only_false_turns_off() -> None:
     assert email_enabled({}, "messages") and email_enabled(None, "payments")
     assert email_enabled({"emailMessages": True, "emailConnections": False}, "messages")
     assert not email_enabled({"emailConnections": False}, "connections")
+    assert not email_enabled({"emailConnections": 0}, "connections")
+    assert email_enabled({"emailConnections": "0"}, "connections")
 
 
 def test_mail_has_both_parts_escaped_html_and_rfc8058_headers() -> None:
@@ -184,8 +186,8 @@ async def test_patch_me_edits_email_prefs(settings: Settings) -> None:
         a = await api.signup()
         resp = await a.http.patch("/api/me", json={"prefs": {"emailMessages": False}})
         assert resp.status_code == 200, resp.text
-        assert resp.json()["prefs"] == {"emailMessages": False}
-        assert (await a.http.get("/api/me")).json()["prefs"] == {"emailMessages": False}
+        assert resp.json()["prefs"]["emailMessages"] is False
+        assert (await a.http.get("/api/me")).json()["prefs"]["emailMessages"] is False
         bad = await a.http.patch("/api/me", json={"prefs": {"emailMessages": {"x": 1}}})
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "validation_failed"
 
@@ -216,7 +218,7 @@ async def test_unsubscribe_endpoint_works_once_and_refuses_forgeries(settings: S
             "pref": "emailConnections",
             "unsubscribed": True,
         }
-        assert (await a.http.get("/api/me")).json()["prefs"] == {"emailConnections": False}
+        assert (await a.http.get("/api/me")).json()["prefs"]["emailConnections"] is False
         again = await anon.post(url, data=form)
         assert again.status_code == 409
         assert again.json()["error"]["code"] == "unsubscribe_token_used"
@@ -230,5 +232,5 @@ async def test_unsubscribe_endpoint_works_once_and_refuses_forgeries(settings: S
             assert resp.json()["error"]["code"] == "invalid_unsubscribe_token"
         missing = await anon.post("/api/email/unsubscribe", data=form)
         assert missing.status_code == 422
-        assert (await a.http.get("/api/me")).json()["prefs"] == {"emailConnections": False}
+        assert (await a.http.get("/api/me")).json()["prefs"]["emailConnections"] is False
         assert await api.stores.db[UNSUBSCRIBE_TOKENS].count_documents({}) == 1

@@ -8,6 +8,7 @@ worker (the shared harness puts every test's broker in db 1).
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import itertools
@@ -62,6 +63,18 @@ def wait_until(check: Callable[[], T | None], what: str, timeout: float = WAIT_S
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+async def await_until(check: Callable[[], T | None], what: str, timeout: float = WAIT_S) -> T:
+    """``wait_until`` for async tests: sleeps without blocking an in-process chatd or restd."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
 
 
 @contextmanager
@@ -152,17 +165,17 @@ def parts(msg: EmailMessage) -> tuple[str, str]:
 
 
 def task_results(settings: Settings) -> list[dict[str, Any]]:
-    """Every finished task's result in this test's result backend."""
+    """Every successful task's result in this test's result backend, oldest first."""
     client = redis.Redis.from_url(settings.broker_url)
-    out = []
+    found = []
     for key in client.scan_iter(match="celery-task-meta-*"):
         raw = client.get(key)
         if raw:
             meta = json.loads(raw)
             if meta.get("status") == "SUCCESS" and isinstance(meta.get("result"), dict):
-                out.append(meta["result"])
+                found.append((str(meta.get("date_done")), meta["result"]))
     client.close()
-    return out
+    return [result for _done, result in sorted(found, key=lambda pair: pair[0])]
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
