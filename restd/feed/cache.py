@@ -56,6 +56,14 @@ class FeedKeys:
     def snapshot(self, user_id: str, snapshot: str) -> str:
         return f"{self.keys.recommendations(user_id)}:{snapshot}"
 
+    def adjacency(self, user_id: str) -> str:
+        """The user's accepted connections, comma-separated (restd/feed/featurestore.py)."""
+        return f"{self.keys.recommendations(user_id)}:adj"
+
+    def card(self, user_id: str) -> str:
+        """The user's profile card as JSON (restd/feed/featurestore.py)."""
+        return f"{self.keys.recommendations(user_id)}:card"
+
     def interactions(self, user_id: str) -> str:
         """Hash: other user id -> count of profile views and requests between the two."""
         return f"{self.keys.feed_cursor(user_id)}:interactions"

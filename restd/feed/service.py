@@ -20,6 +20,7 @@ from restd.errors import Conflict, NotFound
 from restd.feed import store
 from restd.feed.cache import SnapshotCache, make_cursor, parse_cursor
 from restd.feed.features import Person
+from restd.feed.featurestore import FeatureStore
 from restd.feed.graph import LocalGraph, Neighbourhood
 from restd.feed.metrics import FeedMetrics
 from restd.feed.models import FeedEventBody, FeedItem, FeedPage
@@ -55,6 +56,7 @@ class FeedService:
         self.variants = Variants(
             {**default_weights(), **s.feed_weights}, s.feed_variants, s.feed_variant_salt
         )
+        self.features = FeatureStore(stores.db, stores.redis, self.cache.keys)
         self._indexes_ready = False
 
     async def _ensure_indexes(self) -> None:
@@ -70,7 +72,7 @@ class FeedService:
         s = self.settings
         db = self.stores.db
         now = datetime.now(UTC)
-        me_docs = await store.profiles(db, [user_id])
+        me_docs = await self.features.cards([user_id])
         if user_id not in me_docs:
             raise NotFound("This account no longer exists.", log_message=f"no user {user_id}")
         me_doc = me_docs[user_id]
@@ -78,10 +80,10 @@ class FeedService:
         rel = await store.relations(db, user_id, now, s.feed_rejected_hide_s, s.feed_neighbours_max)
         excluded = rel.excluded(user_id)
 
-        adjacency = await store.connections_many(db, rel.friends, s.feed_neighbours_max)
+        adjacency = await self.features.connections(rel.friends, s.feed_neighbours_max)
         nb = Neighbourhood(user_id, rel.friends, adjacency)
         targets = expansion_targets(nb, excluded, s.feed_expand_max)
-        adjacency.update(await store.connections_many(db, targets, s.feed_neighbours_max))
+        adjacency.update(await self.features.connections(targets, s.feed_neighbours_max))
         nb = Neighbourhood(user_id, rel.friends, adjacency)
         graph = LocalGraph(nb)
 
@@ -97,13 +99,14 @@ class FeedService:
             (await store.newcomers(db, s.feed_newcomer_pool_max), True),
         )
         for docs, newcomer in pools:
+            await self.features.remember_cards(docs)
             for doc in docs:
                 other = str(doc["_id"])
                 if other not in excluded and other not in extra:
                     extra[other] = (doc, newcomer)
         cap = max(0, s.feed_candidate_cap - len(extra))
         pool = graph_pool(graph, nb, excluded | set(extra), cap)
-        found = await store.profiles(db, pool)
+        found = await self.features.cards(pool)
         candidates: list[Person] = []
         by_id: dict[str, dict[str, object]] = {}
         for other in pool:
@@ -211,6 +214,7 @@ class FeedService:
         variant of the user who sent it.
         """
         await self.cache.invalidate(user_a, user_b)
+        await self.features.forget_connections(user_a, user_b)
         keys = self.cache.keys
         for sender, target in ((user_a, user_b), (user_b, user_a)):
             client = self.stores.redis.for_user(sender)
@@ -229,3 +233,4 @@ class FeedService:
 
     async def profile_changed(self, user_id: str) -> None:
         await self.cache.invalidate(user_id)
+        await self.features.forget_card(user_id)

@@ -123,14 +123,14 @@ async def connections_many(
     return {p: list(others) for p, others in found.items()}
 
 
-def _oids(ids: Iterable[str]) -> list[ObjectId]:
+def object_ids(ids: Iterable[str]) -> list[ObjectId]:
     return [oid for oid in (parse_object_id(i) for i in ids) if oid is not None]
 
 
 async def profiles(db: AsyncDatabase[Doc], ids: Sequence[str]) -> dict[str, Doc]:
     out: dict[str, Doc] = {}
     for start in range(0, len(ids), IN_CHUNK):
-        oids = _oids(ids[start : start + IN_CHUNK])
+        oids = object_ids(ids[start : start + IN_CHUNK])
         cursor = db[USERS].find({"_id": {"$in": oids}}, projection=PERSON_PROJECTION)
         async for doc in cursor:
             out[str(doc["_id"])] = doc
@@ -142,7 +142,11 @@ async def skill_pool(db: AsyncDatabase[Doc], skills: Iterable[str], limit: int) 
     forms = query_forms(skills)
     if not forms or limit <= 0:
         return []
-    cursor = db[USERS].find({"skills": {"$in": forms}}, projection=PERSON_PROJECTION)
+    # $elemMatch: the multikey index on MongoDB; on the embedded store a scan
+    # that stops at the limit (its plain equality on an array field finds nothing).
+    cursor = db[USERS].find(
+        {"skills": {"$elemMatch": {"$in": forms}}}, projection=PERSON_PROJECTION
+    )
     return await cursor.limit(limit).to_list()
 
 
