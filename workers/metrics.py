@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
+from billiard.einfo import ExceptionWithTraceback  # type: ignore[import-untyped]
 from celery import Celery, signals
 from celery.exceptions import Ignore, Reject, Retry, Terminated
 from celery.worker.request import Request
@@ -140,7 +141,10 @@ def metered_request_class(metrics: WorkerMetrics) -> type[Request]:
 
         def on_failure(self, exc_info: Any, send_failed_event: bool = True, **kwargs: Any) -> Any:
             exc = getattr(exc_info, "exception", None)
-            exc = getattr(exc, "exc", exc)  # unwrap ExceptionWithTraceback
+            # Unwrap only the pool's wrapper: a Retry has an ``exc`` too (the cause),
+            # and unwrapping it would count every retry as a failure.
+            if isinstance(exc, ExceptionWithTraceback):
+                exc = exc.exc
             started = self.time_start
             seconds = time.time() - started if started else None
             metrics.finished(self.task_name, _outcome(exc), seconds)
