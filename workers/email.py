@@ -125,6 +125,8 @@ def _retry(
 def deliver(task: Task[Any, Any], ctx: WorkerContext, note: Notification) -> dict[str, Any]:
     """Send ``note`` to its user at most once; see the module docstring."""
     s = ctx.settings
+    if not ObjectId.is_valid(note.user_id):
+        return _result(note, note.kind, note.user_id, "skipped_no_user")
     user = ctx.db[USERS].find_one(
         {"_id": ObjectId(note.user_id)}, projection={"email": 1, "name": 1, "prefs": 1}
     )
