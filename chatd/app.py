@@ -17,7 +17,7 @@ from chatd.transport import chat_routes
 from core.health import Readiness
 from core.logs import configure_logging
 from core.metrics import new_registry
-from core.mongo import ensure_indexes
+from core.mongo import ensure_indexes_on_start
 from core.runtime import open_stores
 from core.settings import Settings
 from core.web import service_routes
@@ -55,7 +55,7 @@ class RunningChatd:
 
 async def start_chatd(settings: Settings) -> RunningChatd:
     stores = open_stores(settings)
-    await ensure_indexes(stores.db)
+    await ensure_indexes_on_start(stores.db)
     metrics = ChatMetrics(new_registry())
     node = Node(settings, stores, metrics)
 

@@ -43,6 +43,10 @@ from proto.events import EPHEMERAL_EVENTS
 
 log = logging.getLogger(__name__)
 
+# After announcing that this node holds a user another node also holds: time for
+# that node to hear it, after which the user's sockets read the store once.
+HOLDER_SETTLE_S = 0.5
+
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -190,6 +194,11 @@ class Node:
             return  # gone again while we were claiming; the offline path handles it
         self._remote[user] = self._remote.get(user, set()) | holders.get(user, set())
         self.router.publish(BusMessage(kind="holder", userId=user, holding=True))
+        if holders.get(user):
+            # Another node holds this user too. Until it has heard the announcement it
+            # serves the user locally only; read the store once it surely has.
+            loop = asyncio.get_running_loop()
+            loop.call_later(HOLDER_SETTLE_S, self._verify_user, user)
         if already:
             return  # online on another node already
         self.metrics.presence_changes.labels("online").inc()
@@ -221,6 +230,10 @@ class Node:
         frame = frames.presence(user, "offline", seen)
         for contact in contacts:
             self.send_to_user(contact, frame)
+
+    def _verify_user(self, user: str) -> None:
+        for session in self.hub.sessions(user):
+            session.verify_soon()
 
     def _refresh_holders(self, holders: dict[str, set[str]]) -> None:
         """From the heartbeat: who else holds our users (dead nodes' claims have expired)."""

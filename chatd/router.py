@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 PUBLISH_QUEUE_MAX = 100_000
+# How long the listener waits for a message before it looks for new users to subscribe.
+LISTEN_POLL_S = 0.05
 
 
 class Router(Protocol):
@@ -151,7 +153,7 @@ class RedisRouter:
                         # Nothing to hear: wait until a user of this shard connects.
                         await self._dirty[shard].wait()
                         continue
-                    message = await pubsub.get_message(timeout=0.5)
+                    message = await pubsub.get_message(timeout=LISTEN_POLL_S)
                     if not self.healthy[shard]:
                         self.healthy[shard] = True
                         log.info("listening to shard %d again", shard)

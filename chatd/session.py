@@ -111,6 +111,7 @@ class Session:
         self.live = False
 
     def finish_sync(self, cursor: Cursor, has_more: bool) -> None:
+        behind_live = cursor.inbound < self.cursor.inbound or cursor.outbound < self.cursor.outbound
         self.cursor = cursor
         self.behind = has_more
         self.live = True
@@ -119,6 +120,10 @@ class Session:
             self._held_out.clear()
         else:
             self._release_held()
+            if behind_live:
+                # The read stopped short of positions already sent live (which the
+                # client ignores while it syncs): read again and send them.
+                self.verify_soon()
 
     def offer(self, message: StoredMessage | None, inbound: bool, seq: int) -> None:
         """A committed position of this user's inbound or outbound stream (None: tombstone)."""

@@ -364,7 +364,7 @@ class MessageStore:
                 log.warning("persist failed for one message: %s", err.get("errmsg"))
                 results.append((item, PersistError(str(err.get("errmsg")))))
         if skipped:
-            await self._fill_holes(skipped)
+            skipped = await self._fill_holes(skipped)
         if retry:
             self._queue[:0] = retry
         # Persist, then deliver, then ack.
@@ -383,7 +383,14 @@ class MessageStore:
             else:
                 item.future.set_result(outcome)
 
-    async def _fill_holes(self, holes: list[Skipped]) -> None:
+    async def _fill_holes(self, holes: list[Skipped]) -> list[Skipped]:
+        """Tombstone unused positions; returns the ones actually filled.
+
+        A position can turn out not to be a hole at all: when a retried message
+        also lost its position to another node, the store names only one of the
+        two duplicate keys. Such a position holds that node's real message, so
+        it must not be reported as skipped (sockets would step over a message).
+        """
         tombstones = []
         for hole in holes:
             filler = f"{TOMBSTONE_PREFIX}{ObjectId()}"
@@ -400,9 +407,17 @@ class MessageStore:
             )
         try:
             await self.messages.insert_many(tombstones, ordered=False)
+        except BulkWriteError as exc:
+            refused = {err["index"] for err in exc.details.get("writeErrors", [])}
+            for index in refused:  # that position is taken: our head for it is stale
+                hole = holes[index]
+                (self._heads_in if hole.inbound else self._heads_out).pop(hole.user_id, None)
+            return [hole for index, hole in enumerate(holes) if index not in refused]
         except PyMongoError as exc:
             # Readers skip a hole older than the persist timeout; nothing is lost.
             log.warning("could not fill %d stream holes: %s", len(holes), exc)
+            return []
+        return holes
 
     def _forget_heads(self, batch: Iterable[_Pending]) -> None:
         """After a failed write, what was committed is unknown: reload those heads."""

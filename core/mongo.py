@@ -11,11 +11,13 @@ each stream key below packs the user id and the position into one string.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, TEXT, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,24 @@ async def ensure_indexes(db: AsyncDatabase[Doc]) -> dict[str, list[str]]:
         created[name] = await db[name].create_indexes(models)
     log.info("indexes ensured", extra={"collections": len(created)})
     return created
+
+
+async def ensure_indexes_on_start(db: AsyncDatabase[Doc], attempts: int = 3) -> None:
+    """What services run at start: ensure indexes, but never refuse to start over it.
+
+    Creating indexes is `devconnect migrate`'s job; services repeat it so that a
+    fresh database works at once. nx-27017 can answer "constraint failed" to an
+    index it already has while another node writes heavily (seen in the
+    rolling-restart test), so a service retries, then starts with what exists.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            await ensure_indexes(db)
+            return
+        except OperationFailure as exc:
+            log.warning("ensuring indexes failed (attempt %d/%d): %s", attempt, attempts, exc)
+            await asyncio.sleep(0.2 * attempt)
+    log.error("starting without confirming indexes; run `devconnect migrate`")
 
 
 async def ping(db: AsyncDatabase[Doc]) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from proto import events
 from proto.codec import CODECS, JSON, MSGPACK, Codec
@@ -118,7 +118,12 @@ class ChatClient:
         await self.send_raw(self.codec.encode({"type": event, "data": data or {}}))
 
     async def send_raw(self, raw: bytes | str) -> None:
-        await self.conn.write_message(raw, binary=isinstance(raw, bytes))
+        try:
+            await self.conn.write_message(raw, binary=isinstance(raw, bytes))
+        except WebSocketClosedError:
+            raise ConnectionError(
+                f"socket closed ({self.close_code} {self.close_reason})"
+            ) from None
 
     async def private_message(self, to_user_id: str, text: str, temp_id: str | None = None) -> str:
         temp_id = temp_id or f"t{next(_temp_ids)}-{secrets.token_hex(4)}"

@@ -12,7 +12,7 @@ import tornado.web
 
 from core.logs import configure_logging
 from core.metrics import new_registry
-from core.mongo import ensure_indexes
+from core.mongo import ensure_indexes_on_start
 from core.runtime import Stores, open_stores
 from core.settings import Settings
 from core.web import service_routes
@@ -38,7 +38,7 @@ def make_app(stores: Stores, **extra: Any) -> tornado.web.Application:
 
 async def serve(settings: Settings) -> None:
     stores = open_stores(settings)
-    await ensure_indexes(stores.db)
+    await ensure_indexes_on_start(stores.db)
     app = make_app(stores)
     server = tornado.httpserver.HTTPServer(app, xheaders=True)
     server.listen(settings.restd_port, address=settings.host)
