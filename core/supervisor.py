@@ -30,7 +30,24 @@ from core.settings import Settings
 READY_TIMEOUT_S = 90.0
 CHILD_STOP_TIMEOUT_S = 15.0
 
-APP_PROCESSES = ("restd", "chatd", "worker", "beat")
+APP_PROCESSES = ("restd", "chatd", "worker", "beat", "simulator")
+
+# Development credentials shared by restd and the local PhonePe simulator (the
+# simulator's own fallbacks); production must set real ones, and payments fail
+# closed (503, webhooks 401) when they are missing.
+SIMULATOR_ENV = {
+    "DEVCONNECT_PHONEPE_CLIENT_ID": "DEVCONNECT_SIM",
+    "DEVCONNECT_PHONEPE_CLIENT_SECRET": "sim-secret",
+    "DEVCONNECT_PHONEPE_MERCHANT_ID": "DEVCONNECTSIM",
+    "DEVCONNECT_PHONEPE_WEBHOOK_USERNAME": "devconnect",
+    "DEVCONNECT_PHONEPE_WEBHOOK_PASSWORD": "simpass123",
+}
+
+
+def _argv(name: str) -> list[str]:
+    if name == "simulator":
+        return [sys.executable, "-m", "restd.payments.simulator"]
+    return [sys.executable, "-m", "core.cli", name]
 
 
 def _say(text: str) -> None:
@@ -108,6 +125,9 @@ class Stack:
         _say(f"SMTP sink on 127.0.0.1:{smtp.port}, mail saved under {self.var / 'mail'}")
         if self.settings.env != "production":
             env.setdefault("DEVCONNECT_COOKIE_SECURE", "false")  # plain http on localhost
+            for key, value in SIMULATOR_ENV.items():
+                if key not in os.environ:
+                    env[key] = value
         self.env = {**os.environ, **env}
 
         migrate = subprocess.run(
@@ -117,8 +137,10 @@ class Stack:
             raise SystemExit("migrations failed; see the lines above")
 
         for name in APP_PROCESSES:
+            if name == "simulator" and self.settings.env == "production":
+                continue
             proc = subprocess.Popen(
-                [sys.executable, "-m", "core.cli", name],
+                _argv(name),
                 env=self.env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -145,6 +167,8 @@ class Stack:
         _say(f"  REST API     {urls['restd']}/api   (OpenAPI: {urls['restd']}/api/openapi.json)")
         _say(f"  chat socket  ws://{host}:{self.settings.chatd_port}/ws")
         _say(f"  metrics      {urls['restd']}/metrics  {urls['chatd']}/metrics")
+        _say(f"  mail         {self.var / 'mail'}  (each message a .eml file)")
+        _say(f"  PhonePe sim  http://127.0.0.1:{self.settings.phonepe_simulator_port}")
         _say("Ctrl-C stops everything.")
 
     @staticmethod

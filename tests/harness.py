@@ -79,6 +79,7 @@ def make_settings(services: Services, **overrides: object) -> Settings:
         "restd_port": free_port(),
         "chatd_port": free_port(),
         "node_id": name,
+        "worker_metrics_port": 0,  # no exporter port clashes between test workers
         # Celery's own keys live in db 1 of the first shard, apart from the app's keys.
         "celery_broker_url": services.redis_urls[0].rsplit("/", 1)[0] + "/1",
     }
