@@ -72,6 +72,7 @@ class RestContext:
     def build(cls, stores: Stores, metrics: RestMetrics) -> RestContext:
         s = stores.settings
         issuer = TokenIssuer(s.jwt_secret, s.jwt_access_ttl_s)
+        tasks = TaskSender(s)
         return cls(
             settings=s,
             stores=stores,
@@ -92,7 +93,12 @@ class RestContext:
             limits=Limits.from_settings(s),
             metrics=metrics,
             payments=PaymentsService(
-                s, stores.db, stores.redis, stores.keys, PaymentMetrics(metrics.registry)
+                s,
+                stores.db,
+                stores.redis,
+                stores.keys,
+                PaymentMetrics(metrics.registry),
+                tasks=tasks,
             ),
-            tasks=TaskSender(s),
+            tasks=tasks,
         )

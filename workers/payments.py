@@ -26,6 +26,7 @@ from core.logs import request_id_var
 from core.metrics import CollectorRegistry
 from core.runtime import Stores, open_stores
 from core.settings import Settings
+from core.tasks import TaskSender
 from restd.payments.metrics import PaymentMetrics
 from restd.payments.reconcile import reconcile_due
 from restd.payments.service import PaymentsService
@@ -47,6 +48,7 @@ class PaymentsRuntime:
             self.stores.redis,
             self.stores.keys,
             PaymentMetrics(CollectorRegistry()),
+            tasks=TaskSender(settings),
         )
 
     @staticmethod

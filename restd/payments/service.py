@@ -30,6 +30,7 @@ from core.mongo import PAYMENTS, USERS, Doc
 from core.ratelimit import Rate, RateLimiter
 from core.redis import RedisShards
 from core.settings import Settings
+from core.tasks import EMAIL_PAYMENT_RECEIPT, TaskSender
 from restd.dates import as_utc
 from restd.errors import (
     ApiError,
@@ -94,11 +95,6 @@ def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-async def email_payment_receipt(order: Doc) -> None:
-    """Hook for the email issue: queue the payment receipt to the payer."""
-    log.debug("email hook: payment receipt", extra={"orderId": order.get("merchantOrderId")})
-
-
 class PaymentsService:
     def __init__(
         self,
@@ -108,8 +104,10 @@ class PaymentsService:
         keys: Keys,
         metrics: PaymentMetrics,
         client: PhonePeClient | None = None,
+        tasks: TaskSender | None = None,
     ) -> None:
         self.settings = settings
+        self.tasks = tasks
         self.db = db
         self.metrics = metrics
         self.plans = PlanCatalogue.from_settings(settings)
@@ -405,7 +403,8 @@ class PaymentsService:
             order_id,
             extra={"orderId": order_id, "userId": order["userId"], "planId": order["planId"]},
         )
-        await email_payment_receipt(order)
+        if self.tasks is not None:  # the receipt (workers/email.py); best effort, logged there
+            await self.tasks.send(EMAIL_PAYMENT_RECEIPT, order["userId"], order["merchantOrderId"])
         return True
 
     # -- provider status ---------------------------------------------------------------
