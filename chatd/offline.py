@@ -22,6 +22,8 @@ from core.redis import RedisShards
 
 log = logging.getLogger(__name__)
 
+MAX_REMEMBERED = 200_000
+
 
 class OfflineMarks:
     def __init__(
@@ -36,6 +38,10 @@ class OfflineMarks:
         self.quiet_s = quiet_s
         self.on_error = on_error
         self._pending: dict[str, float] = {}
+        # user -> until when a mark already sent stands (ZADD NX would change nothing):
+        # in steady state a recipient costs one Redis command per quiet period, not
+        # one per message (they may well be online on another node).
+        self._marked_until: dict[str, float] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -47,7 +53,14 @@ class OfflineMarks:
             self._task.cancel()
 
     def mark(self, user_id: str) -> None:
-        self._pending.setdefault(user_id, time.time() + self.quiet_s)
+        now = time.time()
+        if self._marked_until.get(user_id, 0.0) > now:
+            return
+        if len(self._marked_until) > MAX_REMEMBERED:
+            self._marked_until.clear()
+        # Until the sweep may have taken the mark: after the due time it re-marks.
+        self._marked_until[user_id] = now + self.quiet_s
+        self._pending.setdefault(user_id, now + self.quiet_s)
         self._ready.set()
 
     async def _flush_loop(self) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
@@ -84,54 +85,99 @@ def _percentiles(samples: list[float]) -> dict[str, float | None]:
 
 @dataclass
 class Stack:
-    """Store, Redis and chatd for one benchmark run, stopped by PID afterwards."""
+    """Store, Redis shards and chatd nodes for one run, stopped by PID afterwards.
+
+    Every server is pinned to one core (SERVER_CORE) and the load generator to
+    the other, so runs compare designs on the same single core.
+    """
 
     workdir: Path
+    nodes: int = 1
+    shards: int = 1
     processes: list[ManagedProcess] = field(default_factory=list)
     settings: Settings | None = None
-    chatd: ManagedProcess | None = None
+    chatds: list[ManagedProcess] = field(default_factory=list)
+    redis: list[ManagedProcess] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
 
-    def start(self, env_overrides: dict[str, str] | None = None) -> Settings:
+    @property
+    def chatd(self) -> ManagedProcess:
+        return self.chatds[0]
+
+    def start(self) -> Settings:
         mongo = mongo_process(self.workdir / "mongo", log_path=self.workdir / "mongo.log").start()
-        redis = redis_process(log_path=self.workdir / "redis.log").start()
-        self.processes += [mongo, redis]
-        assert mongo.pid and redis.pid
+        self.processes.append(mongo)
+        assert mongo.pid
         _pin(mongo.pid, SERVER_CORE)
-        _pin(redis.pid, SERVER_CORE)
+        for i in range(self.shards):
+            shard = redis_process(log_path=self.workdir / f"redis{i}.log").start()
+            assert shard.pid
+            _pin(shard.pid, SERVER_CORE)
+            self.redis.append(shard)
+            self.processes.append(shard)
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
             env="test",
             mongo_url=f"mongodb://127.0.0.1:{mongo.port}",
             mongo_db="bench",
-            redis_urls=[f"redis://127.0.0.1:{redis.port}/0"],
-            chatd_port=free_port(),
+            redis_urls=[f"redis://127.0.0.1:{r.port}/0" for r in self.redis],
             log_level="WARNING",
             msg_rate_per_s=1000.0,
             msg_burst=1000,
-            node_id="bench-node",
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DEVCONNECT_")}
-        env.update(settings_to_env(settings))
-        env.update(env_overrides or {})
-        env["PYTHONPATH"] = str(ROOT)
-        chatd = ManagedProcess(
-            "chatd",
-            [sys.executable, "-m", "core.cli", "chatd"],
-            settings.chatd_port,
-            self.workdir / "chatd.log",
-            env,
-        )
-        chatd.start()
-        assert chatd.pid
-        _pin(chatd.pid, SERVER_CORE)
-        self.processes.append(chatd)
-        self.chatd = chatd
+        for i in range(self.nodes):
+            node = settings.model_copy(update={"chatd_port": free_port(), "node_id": f"bench{i}"})
+            env = {k: v for k, v in os.environ.items() if not k.startswith("DEVCONNECT_")}
+            env.update(settings_to_env(node))
+            env["PYTHONPATH"] = str(ROOT)
+            chatd = ManagedProcess(
+                f"chatd{i}",
+                [sys.executable, "-m", "core.cli", "chatd"],
+                node.chatd_port,
+                self.workdir / f"chatd{i}.log",
+                env,
+            ).start()
+            assert chatd.pid
+            _pin(chatd.pid, SERVER_CORE)
+            self.chatds.append(chatd)
+            self.processes.append(chatd)
+            self.ports.append(node.chatd_port)
         self.settings = settings
         return settings
 
+    def urls(self) -> list[str]:
+        return [f"ws://127.0.0.1:{port}/ws" for port in self.ports]
+
+    async def reset_redis_stats(self) -> None:
+        for shard in self.redis:
+            client = aioredis.Redis(port=shard.port)
+            await client.config_resetstat()
+            await client.aclose()
+
+    async def redis_commands(self) -> dict[str, int]:
+        """Commands run on all shards since the reset, by command (INFO commandstats)."""
+        totals: dict[str, int] = {}
+        for shard in self.redis:
+            client = aioredis.Redis(port=shard.port)
+            stats = await client.info("commandstats")
+            await client.aclose()
+            for name, value in stats.items():
+                command = name.removeprefix("cmdstat_")
+                totals[command] = totals.get(command, 0) + int(value["calls"])
+        totals.pop("info", None)
+        totals.pop("config|resetstat", None)
+        return totals
+
+    def cpu_seconds(self) -> tuple[float, float, float]:
+        """(chatd nodes, store, redis shards) CPU seconds so far."""
+        nodes = sum(_proc_stats(p.pid)[1] for p in self.chatds if p.pid)
+        store = _proc_stats(self.processes[0].pid)[1] if self.processes[0].pid else 0.0
+        shards = sum(_proc_stats(p.pid)[1] for p in self.redis if p.pid)
+        return nodes, store, shards
+
     def stop(self) -> None:
         for proc in reversed(self.processes):
-            proc.stop(signal.SIGKILL if proc is self.chatd else signal.SIGTERM)
+            proc.stop(signal.SIGKILL if proc in self.chatds else signal.SIGTERM)
 
 
 async def _make_pairs(settings: Settings, pairs: int) -> list[tuple[str, str]]:
@@ -194,39 +240,44 @@ class Load:
             self.errors[data["code"]] = self.errors.get(data["code"], 0) + 1
 
 
-async def _connect_all(url: str, tokens: list[str], load: Load | None) -> list[ChatClient]:
+async def _connect_all(urls: list[str], tokens: list[str], load: Load | None) -> list[ChatClient]:
+    """Socket k connects to node k % len(urls): pair members land on different nodes."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def one(token: str) -> ChatClient:
+    async def one(k: int, token: str) -> ChatClient:
         async with gate:
             return await ChatClient.connect(
-                url, token, on_frame=load.on_frame if load else lambda f: None
+                urls[k % len(urls)], token, on_frame=load.on_frame if load else lambda f: None
             )
 
-    return list(await asyncio.gather(*(one(t) for t in tokens)))
+    return list(await asyncio.gather(*(one(k, t) for k, t in enumerate(tokens))))
 
 
 async def run_load(
-    sockets: int, rate: float, duration_s: float, text_bytes: int = 100
+    sockets: int,
+    rate: float,
+    duration_s: float,
+    text_bytes: int = 100,
+    nodes: int = 1,
+    shards: int = 1,
 ) -> dict[str, Any]:
     _raise_fd_limit()
     _pin(os.getpid(), CLIENT_CORE)
     workdir = Path(tempfile.mkdtemp(prefix="chatbench-"))
-    stack = Stack(workdir)
+    stack = Stack(workdir, nodes=nodes, shards=shards)
     try:
         settings = stack.start()
         pairs = await _make_pairs(settings, max(1, sockets // 2))
         issuer = TokenIssuer(settings.jwt_secret, 3600)
-        url = f"ws://127.0.0.1:{settings.chatd_port}/ws"
         load = Load()
         tokens = [issuer.issue_access(u) for pair in pairs for u in pair]
-        clients = await _connect_all(url, tokens, load)
+        clients = await _connect_all(stack.urls(), tokens, load)
         senders = [(clients[2 * i], b) for i, (_, b) in enumerate(pairs)]
-        assert stack.chatd and stack.chatd.pid
-        rss_before, cpu_before = _proc_stats(stack.chatd.pid)
-        store_pid = stack.processes[0].pid
-        assert store_pid
-        _, store_cpu_before = _proc_stats(store_pid)
+        await asyncio.sleep(1.0)  # let presence and holder announcements settle
+        assert stack.chatd.pid
+        rss_before, _ = _proc_stats(stack.chatd.pid)
+        await stack.reset_redis_stats()
+        nodes_cpu0, store_cpu0, redis_cpu0 = stack.cpu_seconds()
         padding = "x" * max(0, text_bytes - 30)
         interval = 1.0 / rate
         total = int(rate * duration_s)
@@ -245,31 +296,37 @@ async def run_load(
             temp = f"b{n}"
             load.sent[temp] = time.perf_counter()
             # Not awaited one by one: an open-loop generator must not slow down with the server.
-            writes.append(
-                client.conn.write_message(
-                    client.codec.encode(
-                        {
-                            "type": "private-message",
-                            "data": {"toUserId": to, "tempId": temp, "text": f"{temp}|{padding}"},
-                        }
-                    )
-                )
-            )
+            frame = {
+                "type": "private-message",
+                "data": {"toUserId": to, "tempId": temp, "text": f"{temp}|{padding}"},
+            }
+            writes.append(client.conn.write_message(client.codec.encode(frame)))
         offered_s = loop.time() - start
         load.target = total
         load._check_done()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(load.done.wait(), DRAIN_GRACE_S)
         await asyncio.gather(*writes, return_exceptions=True)
-        rss_after, cpu_after = _proc_stats(stack.chatd.pid)
-        _, store_cpu_after = _proc_stats(store_pid)
-        store_cpu_s = store_cpu_after - store_cpu_before
         elapsed = loop.time() - start
-        cpu_s = cpu_after - cpu_before
+        rss_after, _ = _proc_stats(stack.chatd.pid)
+        nodes_cpu1, store_cpu1, redis_cpu1 = stack.cpu_seconds()
+        commands = await stack.redis_commands()
         for client in clients:
             client.conn.close()
-        lost_acked = len(load.acked - load.received)
+        acked = max(1, len(load.acked))
+        cpu_s = nodes_cpu1 - nodes_cpu0
+        store_s = store_cpu1 - store_cpu0
+        redis_s = redis_cpu1 - redis_cpu0
+
+        def per_msg(seconds: float) -> float:
+            return round(seconds / acked * 1e6, 1)
+
+        def share(seconds: float) -> float:
+            return round(seconds / elapsed, 3) if elapsed else 0.0
+
         return {
+            "nodes": nodes,
+            "shards": shards,
             "sockets": sockets,
             "offeredRate": rate,
             "durationS": duration_s,
@@ -280,19 +337,19 @@ async def run_load(
             "generatorLateSends": late,
             "acked": len(load.acked),
             "received": len(load.received),
-            "lostAcked": lost_acked,
+            "lostAcked": len(load.acked - load.received),
             "unacked": total - len(load.acked),
             "errors": load.errors,
             "ackLatencyMs": _percentiles(load.ack_latency),
             "endToEndLatencyMs": _percentiles(load.e2e_latency),
             "serverRssBytes": rss_after,
             "serverRssBeforeLoadBytes": rss_before,
-            "serverCpuSeconds": round(cpu_s, 3),
-            "serverCpuUsPerMessage": round(cpu_s / max(1, len(load.acked)) * 1e6, 1),
-            "serverCpuUtilization": round(cpu_s / elapsed, 3) if elapsed else 0,
-            "storeCpuUsPerMessage": round(store_cpu_s / max(1, len(load.acked)) * 1e6, 1),
-            "storeCpuUtilization": round(store_cpu_s / elapsed, 3) if elapsed else 0,
-            "sharedCoreUtilization": round((cpu_s + store_cpu_s) / elapsed, 3) if elapsed else 0,
+            "chatdCpuUsPerMessage": per_msg(cpu_s),
+            "storeCpuUsPerMessage": per_msg(store_s),
+            "redisCpuUsPerMessage": per_msg(redis_s),
+            "serverCoreUtilization": share(cpu_s + store_s + redis_s),
+            "redisCommandsPerMessage": round(sum(commands.values()) / acked, 3),
+            "redisCommands": dict(sorted(commands.items(), key=lambda kv: -kv[1])[:10]),
         }
     finally:
         stack.stop()
@@ -309,15 +366,15 @@ async def run_idle_memory(sockets: int) -> dict[str, Any]:
         settings = stack.start()
         pairs = await _make_pairs(settings, max(1, sockets // 2))
         issuer = TokenIssuer(settings.jwt_secret, 3600)
-        url = f"ws://127.0.0.1:{settings.chatd_port}/ws"
-        assert stack.chatd and stack.chatd.pid
+        url = stack.urls()[0]
+        assert stack.chatd.pid
         # Warm up: one socket, so that imports and caches are not counted per socket.
         warm = await ChatClient.connect(url, issuer.issue_access(pairs[0][0]))
         await asyncio.sleep(0.5)
         base_rss, _ = _proc_stats(stack.chatd.pid)
         tokens = [issuer.issue_access(u) for pair in pairs for u in pair]
         started = time.perf_counter()
-        clients = await _connect_all(url, tokens, None)
+        clients = await _connect_all([url], tokens, None)
         connect_s = time.perf_counter() - started
         await asyncio.sleep(2.0)
         rss, _ = _proc_stats(stack.chatd.pid)
@@ -343,12 +400,18 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--text-bytes", type=int, default=100)
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--idle", action="store_true", help="measure memory per idle socket")
     args = parser.parse_args()
     if args.idle:
         result = asyncio.run(run_idle_memory(args.sockets))
     else:
-        result = asyncio.run(run_load(args.sockets, args.rate, args.duration, args.text_bytes))
+        result = asyncio.run(
+            run_load(
+                args.sockets, args.rate, args.duration, args.text_bytes, args.nodes, args.shards
+            )
+        )
     print(json.dumps(result, indent=2))
 
 
