@@ -124,6 +124,19 @@ async def update_profile(ctx: RestContext, me: str, patch: ProfilePatch) -> MeUs
             value = ""
         changes[name] = value
     users = ctx.db[USERS]
+    if changes.get("prefs") is not None:
+        # Merge-patch (RFC 7396): keys not sent keep their value, null removes one, so
+        # a client setting one pref cannot switch the others (email kinds) back on.
+        # The whole map is written: nx-27017 reads a boolean $set through a dotted
+        # path back as 0/1.
+        current = await users.find_one({"_id": ObjectId(me)}, projection={"prefs": 1})
+        merged = dict((current or {}).get("prefs") or {})
+        for key, value in changes["prefs"].items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        changes["prefs"] = merged
     if changes:
         await users.update_one({"_id": ObjectId(me)}, {"$set": changes})
         await feed_profile_changed(ctx, me)

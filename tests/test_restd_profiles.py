@@ -48,6 +48,12 @@ async def test_profile_edit_normalizes_skills_and_refuses_out_of_bounds_values(
         # Only the fields sent change; null clears a clearable field.
         cleared = await user.http.patch("/api/users/me", json={"headline": None})
         assert cleared.json()["headline"] == ""
+
+        # Prefs merge: one pref sent leaves the others as they were; null removes one.
+        merged = await user.http.patch("/api/users/me", json={"prefs": {"theme": "light"}})
+        assert merged.json()["prefs"] == {"theme": "light", "emails": False}
+        removed = await user.http.patch("/api/users/me", json={"prefs": {"theme": None}})
+        assert removed.json()["prefs"] == {"emails": False}
         assert cleared.json()["skills"] == ["python", "rust lang", "strasse"]
 
         refused = [
