@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench loadtest tools install clean
+.PHONY: run test lint typecheck pytest bench bench-feed loadtest tools install clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -34,6 +34,11 @@ test: tools lint typecheck pytest
 
 bench: $(STAMP)
 	$(PY) -m loadtest.chatbench.suite
+	$(PY) -m loadtest.feedbench.bench
+
+# The feed over a synthetic 100,000-user population (loadtest/feedbench).
+bench-feed: $(STAMP)
+	$(PY) -m loadtest.feedbench.bench
 
 # Bounded headless Locust run against `make run` (started and stopped here if
 # nothing answers on :8080); CSV and HTML report under loadtest/results/.

@@ -190,7 +190,7 @@ class Settings(BaseSettings):
     feed_newcomer_pool_max: int = Field(default=50, ge=0, le=1000)
     # Connections read per person when building the neighbourhood (bounds a hub's cost).
     feed_neighbours_max: int = Field(default=2000, ge=10, le=100000)
-    feed_snapshot_size: int = Field(default=500, ge=20, le=10000)
+    feed_snapshot_size: int = Field(default=200, ge=20, le=10000)
     feed_page_max: int = Field(default=50, ge=1, le=200)
     # A rejected pair stays out of both users' feeds this long.
     feed_rejected_hide_s: int = Field(default=90 * 24 * 3600, ge=0)

@@ -116,6 +116,12 @@ def run_precompute(settings: Settings, argv: list[str]) -> int:
     parser.add_argument("--max-users", type=int, default=None, help="stop after this many")
     args = parser.parse_args(argv)
     configure_logging("recs", settings.log_level, settings.log_format)
+    if not settings.mongo_url or not settings.redis_urls:
+        print(
+            "recs precompute: DEVCONNECT_MONGO_URL and DEVCONNECT_REDIS_URLS must be set",
+            file=sys.stderr,
+        )
+        return 2
     started = time.monotonic()
     done = asyncio.run(
         precompute_active(settings, args.batch, args.active_days, args.max_users, _say)

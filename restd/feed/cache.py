@@ -64,6 +64,10 @@ class FeedKeys:
         """The user's profile card as JSON (restd/feed/featurestore.py)."""
         return f"{self.keys.recommendations(user_id)}:card"
 
+    def pool(self, name: str) -> str:
+        """A shared candidate pool's ids, e.g. ``skill:rust`` (on the first shard)."""
+        return f"{self.keys.prefix}recommendations:pool:{name}"
+
     def interactions(self, user_id: str) -> str:
         """Hash: other user id -> count of profile views and requests between the two."""
         return f"{self.keys.feed_cursor(user_id)}:interactions"

@@ -13,20 +13,22 @@ time can get. All of one user's keys live on that user's shard.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import orjson
-from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 
 from core.mongo import CONNECTION_REQUESTS, USERS, Doc
 from core.redis import RedisShards
 from restd.feed.cache import FeedKeys
-from restd.feed.store import ACCEPTED, IN_CHUNK, PERSON_PROJECTION, object_ids
+from restd.feed.store import ACCEPTED, IN_CHUNK, PERSON_PROJECTION, object_ids, prepared
 
 FEATURE_TTL_S = 24 * 3600
+# Shared candidate pools (people with a skill, in a place, the latest sign-ups):
+# the same for every user who asks, so one read serves everyone for a while.
+POOL_TTL_S = 300
 # Concurrent Mongo reads when filling misses; the store is one process.
 MISS_CONCURRENCY = 16
 
@@ -40,8 +42,7 @@ def _card(doc: Doc) -> bytes:
         if value is not None:
             card[name] = value
     card["_id"] = str(doc["_id"])
-    if isinstance(doc.get("_id"), ObjectId) and "createdAt" not in card:
-        card["createdAt"] = doc["_id"].generation_time.isoformat()
+    card["_pre"] = prepared(doc)
     return orjson.dumps(card)
 
 
@@ -121,6 +122,20 @@ class FeatureStore:
             await self._mset(fresh, self.keys.card)
             out.update({u: orjson.loads(raw) for u, raw in fresh.items()})
         return out
+
+    async def pool(self, name: str, load: Callable[[], Awaitable[list[Doc]]]) -> list[str]:
+        """The ids of a shared candidate pool, read through ``load`` at most every POOL_TTL_S."""
+        client = self.redis.primary
+        key = self.keys.pool(name)
+        raw = await client.get(key)
+        if raw is not None:
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            return text.split(",") if text else []
+        docs = await load()
+        ids = [str(d["_id"]) for d in docs]
+        await self.remember_cards(docs)
+        await client.set(key, ",".join(ids), ex=POOL_TTL_S)
+        return ids
 
     async def remember_cards(self, docs: Iterable[Doc]) -> None:
         await self._mset({str(d["_id"]): _card(d) for d in docs}, self.keys.card)

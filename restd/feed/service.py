@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 
 import orjson
 
 from core.ids import pair_key
-from core.mongo import CONNECTION_REQUESTS
+from core.mongo import CONNECTION_REQUESTS, Doc
 from core.runtime import Stores
 from restd.errors import Conflict, NotFound
 from restd.feed import store
@@ -31,6 +33,8 @@ from restd.feed.weights import default_weights
 log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
+# Skill pools read per ranking: the user's skills beyond these add little reach.
+SKILL_POOLS_MAX = 5
 ATTRIBUTION_TTL_S = 30 * 24 * 3600
 INTERACTIONS_TTL_S = 180 * 24 * 3600
 
@@ -66,7 +70,7 @@ class FeedService:
 
     # -- ranking ----------------------------------------------------------------
 
-    async def compute(self, user_id: str) -> list[tuple[Ranked, dict[str, object]]]:
+    async def compute(self, user_id: str) -> list[tuple[Ranked, Doc]]:
         """Rank the user's candidates with their variant's weights: (ranked, profile) pairs."""
         await self._ensure_indexes()
         s = self.settings
@@ -87,37 +91,42 @@ class FeedService:
         nb = Neighbourhood(user_id, rel.friends, adjacency)
         graph = LocalGraph(nb)
 
-        extra: dict[str, tuple[dict[str, object], bool]] = {}
-        pools = (
-            (await store.skill_pool(db, me.skills, s.feed_skill_pool_max), False),
-            (
-                await store.location_pool(
-                    db, str(me_doc.get("location") or ""), s.feed_location_pool_max
-                ),
-                False,
-            ),
-            (await store.newcomers(db, s.feed_newcomer_pool_max), True),
+        # Shared pools: a few skills' holders, the same place, the latest sign-ups.
+        location = str(me_doc.get("location") or "")
+        pools: list[tuple[str, Callable[[], Awaitable[list[Doc]]]]] = [
+            (f"skill:{skill}", partial(store.skill_pool, db, [skill], s.feed_skill_pool_max))
+            for skill in sorted(me.skills)[:SKILL_POOLS_MAX]
+        ]
+        if location:
+            pools.append(
+                (
+                    f"place:{location.casefold()}",
+                    partial(store.location_pool, db, location, s.feed_location_pool_max),
+                )
+            )
+        newcomer_ids = await self.features.pool(
+            "newcomers", partial(store.newcomers, db, s.feed_newcomer_pool_max)
         )
-        for docs, newcomer in pools:
-            await self.features.remember_cards(docs)
-            for doc in docs:
-                other = str(doc["_id"])
-                if other not in excluded and other not in extra:
-                    extra[other] = (doc, newcomer)
-        cap = max(0, s.feed_candidate_cap - len(extra))
-        pool = graph_pool(graph, nb, excluded | set(extra), cap)
-        found = await self.features.cards(pool)
+        extra: dict[str, None] = {}
+        for name, load in pools:
+            for other in (await self.features.pool(name, load))[: s.feed_skill_pool_max]:
+                if other not in excluded:
+                    extra.setdefault(other, None)
+        for other in newcomer_ids:
+            if other not in excluded:
+                extra.setdefault(other, None)
+        extra_ids = list(extra)[: s.feed_candidate_cap]
+        cap = max(0, s.feed_candidate_cap - len(extra_ids))
+        pool = graph_pool(graph, nb, excluded | extra.keys(), cap)
+        found = await self.features.cards(pool + extra_ids)
+        newcomers = set(newcomer_ids)
         candidates: list[Person] = []
-        by_id: dict[str, dict[str, object]] = {}
-        for other in pool:
-            pooled = found.get(other)
-            if pooled is not None and store.discoverable(pooled):
-                candidates.append(store.person(pooled, now))
-                by_id[other] = pooled
-        for other, (extra_doc, newcomer) in list(extra.items())[: s.feed_candidate_cap]:
-            if store.discoverable(extra_doc):
-                candidates.append(store.person(extra_doc, now, newcomer=newcomer))
-                by_id[other] = extra_doc
+        by_id: dict[str, Doc] = {}
+        for other in pool + extra_ids:
+            doc = found.get(other)
+            if doc is not None and store.discoverable(doc):
+                candidates.append(store.person(doc, now, newcomer=other in newcomers))
+                by_id[other] = doc
 
         interactions = dict(rel.history)
         raw = await self.stores.redis.for_user(user_id).hgetall(

@@ -180,23 +180,38 @@ def _coords(doc: Doc) -> tuple[float, float] | None:
     return None
 
 
-def person(doc: Doc, now: datetime, newcomer: bool = False) -> Person:
+def prepared(doc: Doc) -> dict[str, Any]:
+    """What ranking reads of a profile, parsed once (the feature store keeps it in the card)."""
     location = str(doc.get("location") or "")
     city, country = split_location(location)
+    parts = [p.strip() for p in location.split(",") if p.strip()]
     seen = as_utc(doc.get("lastSeen")) or as_utc(doc.get("createdAt"))
     if seen is None and isinstance(doc.get("_id"), ObjectId):
         seen = doc["_id"].generation_time
-    days = (now - seen).total_seconds() / 86400 if seen else None
-    parts = [p.strip() for p in location.split(",") if p.strip()]
-    meta = {"city": parts[0] if parts else "", "country": parts[-1] if len(parts) > 1 else ""}
+    return {
+        "skills": sorted(normalize_skills(doc.get("skills") or [])),
+        "city": city,
+        "country": country,
+        "cityLabel": parts[0] if parts else "",
+        "countryLabel": parts[-1] if len(parts) > 1 else "",
+        "coords": _coords(doc),
+        "seen": seen.timestamp() if seen else None,
+    }
+
+
+def person(doc: Doc, now: datetime, newcomer: bool = False) -> Person:
+    pre = doc.get("_pre") or prepared(doc)
+    meta = {"city": pre["cityLabel"], "country": pre["countryLabel"]}
     if newcomer:
         meta["newcomer"] = "1"
+    seen = pre["seen"]
+    coords = pre["coords"]
     return Person(
         id=str(doc["_id"]),
-        skills=normalize_skills(doc.get("skills") or []),
-        city=city,
-        country=country,
-        coords=_coords(doc),
-        active_days_ago=days,
+        skills=frozenset(pre["skills"]),
+        city=pre["city"],
+        country=pre["country"],
+        coords=(float(coords[0]), float(coords[1])) if coords else None,
+        active_days_ago=(now.timestamp() - seen) / 86400 if seen is not None else None,
         meta=meta,
     )
