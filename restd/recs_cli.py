@@ -22,7 +22,10 @@ from core.settings import Settings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = REPO_ROOT / ".." / "shared" / "data" / "musae-github"
 RESULTS_DIR = REPO_ROOT / "loadtest" / "results"
-WEIGHTS_FILE = Path(__file__).resolve().parent / "feed" / "weights_learned.py"
+# Learned weights are derived from GPL-3.0 data (../shared/data/musae-github/SOURCE.md):
+# they are written outside the package, for an operator to adopt through
+# DEVCONNECT_FEED_WEIGHTS once the licence review allows, never shipped by default.
+WEIGHTS_FILE = REPO_ROOT / "var" / "feed-weights.json"
 
 
 def _say(message: str) -> None:
@@ -67,7 +70,7 @@ def markdown_report(report: dict[str, Any]) -> str:
 
 
 def run_eval(argv: list[str]) -> int:
-    from restd.feed.evaluation import EvalConfig, evaluate, weights_source
+    from restd.feed.evaluation import EvalConfig, evaluate
 
     parser = argparse.ArgumentParser(prog="devconnect recs eval")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="musae-github dir")
@@ -100,8 +103,9 @@ def run_eval(argv: list[str]) -> int:
     json_path.with_suffix(".md").write_text(markdown_report(report))
     _say(f"wrote {json_path} and {json_path.with_suffix('.md').name}")
     if args.write_weights:
-        WEIGHTS_FILE.write_text(weights_source(report["weights"], report))
-        _say(f"wrote {WEIGHTS_FILE}")
+        WEIGHTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        WEIGHTS_FILE.write_text(json.dumps(report["weights"], indent=2) + "\n")
+        _say(f"wrote {WEIGHTS_FILE}; use it with DEVCONNECT_FEED_WEIGHTS=$(cat {WEIGHTS_FILE})")
     print(markdown_report(report))
     return 0
 

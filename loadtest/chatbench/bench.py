@@ -32,10 +32,11 @@ from core.auth import TokenIssuer
 from core.embedded import ManagedProcess, free_port, mongo_process, redis_process
 from core.ids import pair_key
 from core.settings import Settings, settings_to_env
-from proto.client import ChatClient
+from proto.client import ChatClient, HandshakeRefused
 
 ROOT = Path(__file__).resolve().parents[2]
-CONNECT_CONCURRENCY = 100
+CONNECT_CONCURRENCY = 20  # a connect storm of 2,000 at once is its own benchmark
+CONNECT_ATTEMPTS = 20
 DRAIN_GRACE_S = 5.0
 SERVER_CORE = 0
 CLIENT_CORE = 1
@@ -94,6 +95,7 @@ class Stack:
     workdir: Path
     nodes: int = 1
     shards: int = 1
+    overrides: dict[str, Any] = field(default_factory=dict)
     processes: list[ManagedProcess] = field(default_factory=list)
     settings: Settings | None = None
     chatds: list[ManagedProcess] = field(default_factory=list)
@@ -125,6 +127,7 @@ class Stack:
             msg_rate_per_s=1000.0,
             msg_burst=1000,
         )
+        settings = settings.model_copy(update=self.overrides)
         for i in range(self.nodes):
             node = settings.model_copy(update={"chatd_port": free_port(), "node_id": f"bench{i}"})
             env = {k: v for k, v in os.environ.items() if not k.startswith("DEVCONNECT_")}
@@ -203,6 +206,32 @@ async def _make_pairs(settings: Settings, pairs: int) -> list[tuple[str, str]]:
     return result
 
 
+def _persist_histogram(port: int) -> dict[str, Any]:
+    """Node 0's group-commit batches: count, mean size, and how many took over 50 ms."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("chatd_persist_latency_seconds", "chatd_persist_batch_size_")):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    count = values.get("chatd_persist_latency_seconds_count", 0.0)
+    under_50ms = values.get('chatd_persist_latency_seconds_bucket{le="0.05"}', 0.0)
+    size_sum = values.get("chatd_persist_batch_size_sum", 0.0)
+    return {
+        "batches": int(count),
+        "meanBatchSize": round(size_sum / count, 2) if count else None,
+        "meanCommitMs": round(
+            values.get("chatd_persist_latency_seconds_sum", 0.0) / count * 1000, 2
+        )
+        if count
+        else None,
+        "commitsOver50ms": int(count - under_50ms),
+    }
+
+
 class Load:
     def __init__(self) -> None:
         self.sent: dict[str, float] = {}
@@ -246,9 +275,18 @@ async def _connect_all(urls: list[str], tokens: list[str], load: Load | None) ->
 
     async def one(k: int, token: str) -> ChatClient:
         async with gate:
-            return await ChatClient.connect(
-                urls[k % len(urls)], token, on_frame=load.on_frame if load else lambda f: None
-            )
+            for attempt in range(CONNECT_ATTEMPTS):
+                try:
+                    return await ChatClient.connect(
+                        urls[k % len(urls)],
+                        token,
+                        on_frame=load.on_frame if load else lambda f: None,
+                    )
+                except HandshakeRefused as exc:  # 503 while busy: back off, as clients do
+                    if exc.status != 503 or attempt == CONNECT_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(0.1 * (attempt + 1))
+            raise AssertionError("unreachable")
 
     return list(await asyncio.gather(*(one(k, t) for k, t in enumerate(tokens))))
 
@@ -260,11 +298,12 @@ async def run_load(
     text_bytes: int = 100,
     nodes: int = 1,
     shards: int = 1,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     _raise_fd_limit()
     _pin(os.getpid(), CLIENT_CORE)
     workdir = Path(tempfile.mkdtemp(prefix="chatbench-"))
-    stack = Stack(workdir, nodes=nodes, shards=shards)
+    stack = Stack(workdir, nodes=nodes, shards=shards, overrides=overrides or {})
     try:
         settings = stack.start()
         pairs = await _make_pairs(settings, max(1, sockets // 2))
@@ -311,6 +350,7 @@ async def run_load(
         rss_after, _ = _proc_stats(stack.chatd.pid)
         nodes_cpu1, store_cpu1, redis_cpu1 = stack.cpu_seconds()
         commands = await stack.redis_commands()
+        persist = _persist_histogram(stack.ports[0])
         for client in clients:
             client.conn.close()
         acked = max(1, len(load.acked))
@@ -349,6 +389,7 @@ async def run_load(
             "redisCpuUsPerMessage": per_msg(redis_s),
             "serverCoreUtilization": share(cpu_s + store_s + redis_s),
             "redisCommandsPerMessage": round(sum(commands.values()) / acked, 3),
+            "persistBatches": persist,
             "redisCommands": dict(sorted(commands.items(), key=lambda kv: -kv[1])[:10]),
         }
     finally:
@@ -402,14 +443,28 @@ def main() -> None:
     parser.add_argument("--text-bytes", type=int, default=100)
     parser.add_argument("--nodes", type=int, default=1)
     parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a chatd setting for this run, e.g. presence_ttl_s=3600",
+    )
     parser.add_argument("--idle", action="store_true", help="measure memory per idle socket")
     args = parser.parse_args()
     if args.idle:
         result = asyncio.run(run_idle_memory(args.sockets))
     else:
+        overrides = dict(item.split("=", 1) for item in args.set)
         result = asyncio.run(
             run_load(
-                args.sockets, args.rate, args.duration, args.text_bytes, args.nodes, args.shards
+                args.sockets,
+                args.rate,
+                args.duration,
+                args.text_bytes,
+                args.nodes,
+                args.shards,
+                overrides,
             )
         )
     print(json.dumps(result, indent=2))

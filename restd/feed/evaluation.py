@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,21 +290,3 @@ def evaluate(cfg: EvalConfig, progress: Callable[[str], None] = lambda _m: None)
         "training": train_info,
         "runtimeSeconds": round(time.monotonic() - started, 1),
     }
-
-
-def weights_source(weights: Mapping[str, float], report: Mapping[str, Any]) -> str:
-    """The text of ``restd/feed/weights_learned.py`` for these weights."""
-    lines = [
-        '"""Weights learned by `devconnect recs eval --write-weights` (generated; do not edit).',
-        "",
-        f"Split seed {report['split']['seed']}; "
-        f"NDCG@20 {report['metrics']['ours']['ndcg@20']} vs Adamic-Adar "
-        f"{report['metrics']['adamic_adar']['ndcg@20']} on the held-out users.",
-        '"""',
-        "",
-        "LEARNED_WEIGHTS: dict[str, float] = {",
-        *(f'    "{name}": {weights[name]!r},' for name in FEATURES),
-        "}",
-        "",
-    ]
-    return "\n".join(lines)

@@ -1,10 +1,12 @@
 """The default weights, variants and their validation.
 
-``PRIOR_WEIGHTS`` are hand-set logits for every feature; the evaluation
-replaces those it can learn (the graph and skill features) with fitted ones,
-written to ``weights_learned``. Location, interactions and recency have no
-signal in the evaluation data, so they keep their priors until the feed's own
-recorded outcomes can teach them.
+``PRIOR_WEIGHTS`` are hand-set logits for every feature, and the product's
+default. ``devconnect recs eval`` fits the graph and skill weights on the MUSAE
+network and can write them to ``var/feed-weights.json``; they are derived from
+GPL-3.0 data, so they are not shipped in the package: an operator adopts them
+through ``DEVCONNECT_FEED_WEIGHTS`` (or a variant) after reviewing the licence.
+Location, interactions and recency have no signal in the evaluation data, so
+they keep their priors until the feed's own recorded outcomes can teach them.
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ PRIOR_WEIGHTS: dict[str, float] = {
 
 
 def default_weights() -> dict[str, float]:
-    from restd.feed.weights_learned import LEARNED_WEIGHTS
-
-    return {**PRIOR_WEIGHTS, **LEARNED_WEIGHTS}
+    return dict(PRIOR_WEIGHTS)
 
 
 def check_weights(weights: Mapping[str, float]) -> dict[str, float]:
