@@ -132,6 +132,8 @@ class Node:
         user = session.user_id
         unread = await self.store.unread_count(user)
         contacts = await connections_of(self.stores.db, user)
+        # The first message to each contact then needs no store read of its own.
+        self.permissions.prime(user, contacts)
         statuses = await self._statuses(contacts)
         cursor = await self.store.committed_head(user)
         # No await from here on: everything committed after `cursor` reaches this session.

@@ -38,6 +38,16 @@ class Permissions:
             self._cache.popitem(last=False)
         return allowed
 
+    def prime(self, user: str, contacts: list[str]) -> None:
+        """Record pairs known to be connected (read at connect time anyway)."""
+        expires = time.monotonic() + self.ttl_s
+        for other in contacts:
+            key = pair_key(user, other)
+            self._cache[key] = (True, expires)
+            self._cache.move_to_end(key)
+        while len(self._cache) > MAX_CACHED_PAIRS:
+            self._cache.popitem(last=False)
+
     def invalidate(self, user_a: str, user_b: str) -> None:
         self._cache.pop(pair_key(user_a, user_b), None)
 

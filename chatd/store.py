@@ -246,7 +246,8 @@ class MessageStore:
             if self._dedup.get(dedup_key) is future:
                 del self._dedup[dedup_key]
             raise
-        self._dedup.put(dedup_key, stored)
+        # Only what a duplicate ack needs: not the text, not the wire dict.
+        self._dedup.put(dedup_key, _as_duplicate(stored, keep_text=False))
         return stored
 
     async def _write_loop(self) -> None:
@@ -283,10 +284,13 @@ class MessageStore:
             {p.from_user_id for p in batch if p.from_user_id not in self._heads_out},
         )
         now = datetime.now(UTC)
+        now_ms = _ms(now)
         docs: list[Doc] = []
+        positions: list[tuple[int, int]] = []
         for item in batch:
             in_seq = self._heads_in[item.to_user_id] + 1
             out_seq = self._heads_out[item.from_user_id] + 1
+            positions.append((in_seq, out_seq))
             self._heads_in.put(item.to_user_id, in_seq)
             self._heads_out.put(item.from_user_id, out_seq)
             docs.append(
@@ -325,9 +329,20 @@ class MessageStore:
         for index, (item, doc) in enumerate(zip(batch, docs, strict=True)):
             err = failed.get(index)
             if err is None:
-                message = StoredMessage.from_doc(doc)
-                message.received_at = item.received_at
-                message.origin_session = item.origin_session
+                # Built from what we wrote, not parsed back from the document.
+                message = StoredMessage(
+                    message_id=str(doc["_id"]),
+                    conversation_id=doc["conversationId"],
+                    from_user_id=item.from_user_id,
+                    to_user_id=item.to_user_id,
+                    text=item.text,
+                    created_at_ms=now_ms,
+                    in_seq=positions[index][0],
+                    out_seq=positions[index][1],
+                    temp_id=item.temp_id,
+                    origin_session=item.origin_session,
+                    received_at=item.received_at,
+                )
                 stored.append(message)
                 results.append((item, message))
                 continue
@@ -584,13 +599,13 @@ def _advance(heads: _LRU, user_id: str, seq: int) -> None:
         heads.put(user_id, seq)
 
 
-def _as_duplicate(message: StoredMessage) -> StoredMessage:
+def _as_duplicate(message: StoredMessage, keep_text: bool = True) -> StoredMessage:
     return StoredMessage(
         message.message_id,
         message.conversation_id,
         message.from_user_id,
         message.to_user_id,
-        message.text,
+        message.text if keep_text else "",
         message.created_at_ms,
         message.in_seq,
         message.out_seq,

@@ -28,14 +28,14 @@ class Stores:
         await self.mongo.close()
 
 
-def open_stores(settings: Settings) -> Stores:
+def open_stores(settings: Settings, **mongo_options: object) -> Stores:
     if not settings.mongo_url:
         raise ValueError("DEVCONNECT_MONGO_URL is not set (`devconnect up` starts one)")
     if not settings.redis_urls:
         raise ValueError(
             "DEVCONNECT_REDIS_URLS is not set (`devconnect up` starts an embedded one)"
         )
-    mongo = make_client(settings.mongo_url)
+    mongo = make_client(settings.mongo_url, **mongo_options)
     db = mongo[settings.mongo_db]
     redis = RedisShards(settings.redis_urls)
     readiness = Readiness()
