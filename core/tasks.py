@@ -29,6 +29,7 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
 EMAIL_CONNECTION_REQUEST = "workers.email.connection_request"  # (request id)
 EMAIL_CONNECTION_ACCEPTED = "workers.email.connection_accepted"  # (request id)
 EMAIL_PAYMENT_RECEIPT = "workers.email.payment_receipt"  # (user id, order id)
+RECS_RECOMPUTE_USER = "workers.recs.recompute_user"  # (user id)
 
 # A publish waits at most this long for the broker before giving up: the HTTP
 # request that triggered it is waiting too.

@@ -19,6 +19,8 @@ from core.runtime import Stores
 from core.sessions import Authenticator
 from core.settings import Settings
 from core.tasks import TaskSender
+from restd.feed.metrics import FeedMetrics
+from restd.feed.service import FeedService
 from restd.metrics import RestMetrics
 from restd.payments.metrics import PaymentMetrics
 from restd.payments.service import PaymentsService
@@ -53,6 +55,7 @@ class RestContext:
     limits: Limits
     metrics: RestMetrics
     payments: PaymentsService
+    feed: FeedService
     # Queues Celery tasks (email notifications) after domain writes; never raises.
     tasks: TaskSender
 
@@ -100,5 +103,6 @@ class RestContext:
                 PaymentMetrics(metrics.registry),
                 tasks=tasks,
             ),
+            feed=FeedService(stores, FeedMetrics(metrics.registry)),
             tasks=tasks,
         )

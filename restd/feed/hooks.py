@@ -1,47 +1,38 @@
-"""The feed's entry points for restd: one service per app, and the invalidation hooks.
+"""The feed's hooks for restd's domain code, called after a commit (STYLE 14).
 
-restd's domain code calls ``feed_relation_changed`` / ``feed_profile_changed``
-after it commits a connection, request, block or profile change (STYLE 14:
-after the write). The service lives as long as the app's metrics object: a
-weak map keyed by it, so each app (and each test) gets its own and nothing
-outlives the app.
-TODO(restd): give RestContext a ``feed`` field built in ``RestContext.build``
-and drop the weak map.
+restd calls ``feed_relation_changed`` / ``feed_profile_changed`` after it commits
+a connection, request, block or profile change: the cached list is dropped at
+once, and for a relation change a recompute of both users is queued on the
+``recs`` queue (``workers.recs.recompute_user``) so their next feed is warm.
 """
 
 from __future__ import annotations
 
 import logging
-import weakref
 
+from core.tasks import RECS_RECOMPUTE_USER
 from restd.context import RestContext
-from restd.feed.metrics import FeedMetrics
 from restd.feed.service import FeedService
-from restd.metrics import RestMetrics
 
 log = logging.getLogger(__name__)
 
-_services: weakref.WeakKeyDictionary[RestMetrics, FeedService] = weakref.WeakKeyDictionary()
-
 
 def feed_service(ctx: RestContext) -> FeedService:
-    service = _services.get(ctx.metrics)
-    if service is None:
-        service = FeedService(ctx.stores, FeedMetrics(ctx.metrics.registry))
-        _services[ctx.metrics] = service
-    return service
+    return ctx.feed
 
 
 async def feed_relation_changed(ctx: RestContext, user_a: str, user_b: str) -> None:
     """Never fails the caller's write: a stale feed is better than a failed request."""
     try:
-        await feed_service(ctx).relation_changed(user_a, user_b)
+        await ctx.feed.relation_changed(user_a, user_b)
     except Exception:
         log.exception("feed invalidation failed for %s/%s", user_a, user_b)
+    for user in (user_a, user_b):  # best effort: TaskSender logs a broker failure
+        await ctx.tasks.send(RECS_RECOMPUTE_USER, user)
 
 
 async def feed_profile_changed(ctx: RestContext, user_id: str) -> None:
     try:
-        await feed_service(ctx).profile_changed(user_id)
+        await ctx.feed.profile_changed(user_id)
     except Exception:
         log.exception("feed invalidation failed for %s", user_id)
