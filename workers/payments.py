@@ -13,35 +13,29 @@ object, and reuses it; nothing is built at import time. A fork gets its own.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
-from celery import Celery, Task, shared_task
+from celery import Task, shared_task
 
 from core.logs import request_id_var
 from core.metrics import CollectorRegistry
-from core.runtime import Stores, open_stores
 from core.settings import Settings
 from core.tasks import TaskSender
 from restd.payments.metrics import PaymentMetrics
 from restd.payments.reconcile import reconcile_due
 from restd.payments.service import PaymentsService
+from workers.runtime import AsyncRuntime
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-RUNTIME_ATTR = "devconnect_payments_runtime"
 
+class PaymentsRuntime(AsyncRuntime):
+    """The reconciler's stores and payments service in this worker process."""
 
-class PaymentsRuntime:
     def __init__(self, settings: Settings) -> None:
-        self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-        self.stores: Stores = self.loop.run_until_complete(self._open(settings))
+        super().__init__(settings)
         self.service = PaymentsService(
             settings,
             self.stores.db,
@@ -50,26 +44,6 @@ class PaymentsRuntime:
             PaymentMetrics(CollectorRegistry()),
             tasks=TaskSender(settings),
         )
-
-    @staticmethod
-    async def _open(settings: Settings) -> Stores:
-        # Made inside the loop that will use them.
-        return open_stores(settings)
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.stores.close())
-        self.loop.close()
-
-    @classmethod
-    def of(cls, app: Celery) -> PaymentsRuntime:
-        runtime: PaymentsRuntime | None = getattr(app, RUNTIME_ATTR, None)
-        if runtime is None or runtime.pid != os.getpid():
-            runtime = cls(app.devconnect_settings)
-            setattr(app, RUNTIME_ATTR, runtime)
-        return runtime
 
 
 async def _reconcile(service: PaymentsService, task_id: str) -> dict[str, int]:

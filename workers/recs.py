@@ -7,46 +7,20 @@ workers/payments.py.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
-from celery import Celery, Task, shared_task
+from celery import Task, shared_task
 
-from core.runtime import Stores, open_stores
-from core.settings import Settings
 from restd.feed.precompute import precompute_with, recompute_user
+from workers.runtime import AsyncRuntime
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-RUNTIME_ATTR = "devconnect_recs_runtime"
 
-
-class RecsRuntime:
-    def __init__(self, settings: Settings) -> None:
-        self.pid = os.getpid()
-        self.settings = settings
-        self.loop = asyncio.new_event_loop()
-        self.stores: Stores = self.loop.run_until_complete(self._open(settings))
-
-    @staticmethod
-    async def _open(settings: Settings) -> Stores:
-        return open_stores(settings)  # made inside the loop that will use them
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    @classmethod
-    def of(cls, app: Celery) -> RecsRuntime:
-        runtime: RecsRuntime | None = getattr(app, RUNTIME_ATTR, None)
-        if runtime is None or runtime.pid != os.getpid():
-            runtime = cls(app.devconnect_settings)
-            setattr(app, RUNTIME_ATTR, runtime)
-        return runtime
+class RecsRuntime(AsyncRuntime):
+    """The feed precompute's stores in this worker process."""
 
 
 # The nightly batch may outlast the default 120 s task limit on a large user base.
