@@ -21,6 +21,7 @@ from core.metrics import new_registry
 from core.mongo import ensure_indexes_on_start
 from core.runtime import open_stores
 from core.settings import Settings
+from core.tracing import setup_tracing
 from core.web import service_routes
 
 log = logging.getLogger(__name__)
@@ -101,5 +102,10 @@ async def serve(settings: Settings) -> None:
 
 def main(settings: Settings, _argv: list[str]) -> int:
     configure_logging("chatd", settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    tracing = setup_tracing("chatd", settings)
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
     return 0

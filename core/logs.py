@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from core.tracing import current_trace_ids
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
@@ -41,6 +43,9 @@ class JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             entry["requestId"] = rid
+        ids = current_trace_ids()
+        if ids is not None:
+            entry["traceId"], entry["spanId"] = ids
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value

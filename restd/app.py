@@ -15,6 +15,7 @@ from core.metrics import new_registry
 from core.mongo import ensure_indexes_on_start
 from core.runtime import Stores, open_stores
 from core.settings import Settings
+from core.tracing import setup_tracing
 from core.web import service_routes
 from restd.context import RestContext
 from restd.handlers.base import NotFoundHandler
@@ -55,5 +56,10 @@ async def serve(settings: Settings) -> None:
 
 def main(settings: Settings, _argv: list[str]) -> int:
     configure_logging("restd", settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    tracing = setup_tracing("restd", settings)
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
     return 0

@@ -75,8 +75,16 @@ def ping() -> str:
 
 def run_worker(settings: Settings, argv: list[str]) -> int:
     from core.logs import configure_logging
+    from core.tracing import setup_tracing
 
     configure_logging("worker", settings.log_level, settings.log_format)
+    # Before the pool forks: the SDK restarts its export thread in each child.
+    tracing = setup_tracing("worker", settings)
+    if tracing is not None:
+        from celery.signals import worker_process_shutdown
+
+        # A pool child exits without running atexit hooks: export what it holds.
+        worker_process_shutdown.connect(lambda **_: tracing.provider.force_flush(), weak=False)
     app = make_celery(settings)
     from workers.metrics import WorkerExporter
 
@@ -90,8 +98,10 @@ def run_worker(settings: Settings, argv: list[str]) -> int:
 
 def run_beat(settings: Settings, _argv: list[str]) -> int:
     from core.logs import configure_logging
+    from core.tracing import setup_tracing
 
     configure_logging("beat", settings.log_level, settings.log_format)
+    setup_tracing("beat", settings)
     app = make_celery(settings)
     schedule = settings.var_dir / "celerybeat-schedule"
     settings.var_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,139 @@
+"""Tracing: off by default; when on, one request is one connected trace.
+
+The spans are collected by the SDK's own ``InMemorySpanExporter`` (its exporter
+for tests); everything they describe is real: HTTP over a socket, Mongo, Redis
+and the Celery publish to the Redis broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from core.logs import JsonFormatter
+from core.settings import Settings
+from core.tracing import setup_tracing, tracing_enabled
+from tests.harness import Services, make_settings
+from tests.restd_harness import running_restd
+
+
+@contextmanager
+def tracing_on(settings: Settings) -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    tracing = setup_tracing("restd", settings, exporter=exporter)
+    assert tracing is not None
+    try:
+        yield exporter
+    finally:
+        tracing.shutdown()
+
+
+class Lines(logging.Handler):
+    """The JSON lines a logger writes, formatted by the services' own formatter."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter("restd"))
+        self.lines: list[dict[str, object]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(orjson.loads(self.format(record)))
+
+
+@contextmanager
+def captured(logger_name: str) -> Iterator[Lines]:
+    logger, handler = logging.getLogger(logger_name), Lines()
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def assert_one_connected_tree(spans: list[ReadableSpan]) -> ReadableSpan:
+    """All spans share one trace id, every parent is in it, and there is one root."""
+    assert spans
+    assert {s.context.trace_id for s in spans} == {spans[0].context.trace_id}, [
+        (s.name, f"{s.context.trace_id:032x}") for s in spans
+    ]
+    ids = {s.context.span_id for s in spans}
+    roots = [s for s in spans if s.parent is None]
+    assert len(roots) == 1, [s.name for s in roots]
+    orphans = [s.name for s in spans if s.parent is not None and s.parent.span_id not in ids]
+    assert orphans == []
+    return roots[0]
+
+
+def test_tracing_is_off_unless_the_otel_env_selects_an_exporter(services: Services) -> None:
+    assert not tracing_enabled({})
+    assert not tracing_enabled({"OTEL_TRACES_EXPORTER": "none"})
+    assert not tracing_enabled({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"})
+    assert tracing_enabled({"OTEL_TRACES_EXPORTER": "console"})
+    assert tracing_enabled({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
+    assert setup_tracing("restd", make_settings(services), env={}) is None
+
+
+async def test_with_tracing_off_log_lines_carry_no_trace_id(services: Services) -> None:
+    assert setup_tracing("restd", make_settings(services), env={}) is None
+    async with running_restd(make_settings(services)) as api:
+        with captured("restd.accounts") as logs:
+            await api.signup()
+    assert [line["msg"] for line in logs.lines] == ["signup"]
+    assert "traceId" not in logs.lines[0] and "spanId" not in logs.lines[0]
+
+
+async def test_one_request_is_one_connected_trace_through_mongo_redis_and_celery(
+    services: Services,
+) -> None:
+    settings = make_settings(services)
+    with tracing_on(settings) as exporter:
+        async with running_restd(settings) as api:
+            alice, bob = await api.signup("Alice"), await api.signup("Bob")
+            exporter.clear()
+            sent = await alice.http.post(
+                "/api/connection-requests", json={"toUserId": bob.id, "message": "hi"}
+            )
+            assert sent.status_code == 201, sent.text
+            spans = list(exporter.get_finished_spans())
+
+    root = assert_one_connected_tree(spans)
+    # The test's own httpx call is the root: its context went out in `traceparent`
+    # and the server continued it.
+    assert root.kind == SpanKind.CLIENT
+    servers = [s for s in spans if s.kind == SpanKind.SERVER]
+    assert len(servers) == 1 and servers[0].parent is not None
+    assert servers[0].parent.span_id == root.context.span_id
+    systems = {str((s.attributes or {}).get("db.system")) for s in spans}
+    assert {"mongodb", "redis"} <= systems, [s.name for s in spans]
+    # The email to the recipient, and the feed recompute for both users.
+    publishes = sorted(s.name for s in spans if s.kind == SpanKind.PRODUCER)
+    assert publishes == [
+        "apply_async/workers.email.connection_request",
+        "apply_async/workers.recs.recompute_user",
+        "apply_async/workers.recs.recompute_user",
+    ], [s.name for s in spans]
+
+
+async def test_a_log_line_written_inside_a_request_carries_its_trace_id(
+    services: Services,
+) -> None:
+    settings = make_settings(services)
+    with tracing_on(settings) as exporter:
+        async with running_restd(settings) as api:
+            exporter.clear()
+            with captured("restd.accounts") as logs:
+                await api.signup()
+            spans = list(exporter.get_finished_spans())
+    (server,) = [s for s in spans if s.kind == SpanKind.SERVER]
+    assert [line["msg"] for line in logs.lines] == ["signup"]
+    assert logs.lines[0]["traceId"] == f"{server.context.trace_id:032x}"
+    assert isinstance(logs.lines[0]["spanId"], str) and len(logs.lines[0]["spanId"]) == 16
