@@ -44,7 +44,9 @@ def markdown_report(report: dict[str, Any]) -> str:
         f"({report['split']['hiddenEdgesOfTestUsers']} hidden edges). Weights learned on the "
         "training graph only (a further slice hidden as positives). Every method ranked in "
         "the same run; baselines rank every non-neighbour, ours ranks the feed's own bounded "
-        f"candidate list (cap {report['config']['candidateCap']}).",
+        f"candidate list (cap {report['config']['candidateCap']}). `priors` is the same ranker "
+        "with the hand-set weights the package ships; `ours` uses the weights fitted on this "
+        "split (derived from GPL-3.0 data, so not shipped: see restd/feed/weights.py).",
         "",
         "| method | Recall@10 | Recall@20 | NDCG@20 | MRR | NDCG@20 vs Adamic-Adar |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
