@@ -7,11 +7,22 @@ and the Celery publish to the Redis broker.
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import http.server
 import logging
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import orjson
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -19,7 +30,7 @@ from opentelemetry.trace import SpanKind
 from core.logs import JsonFormatter
 from core.settings import Settings
 from core.tracing import setup_tracing, tracing_enabled
-from tests.harness import Services, make_settings
+from tests.harness import Services, celery_worker, make_settings
 from tests.restd_harness import running_restd
 
 
@@ -137,3 +148,114 @@ async def test_a_log_line_written_inside_a_request_carries_its_trace_id(
     assert [line["msg"] for line in logs.lines] == ["signup"]
     assert logs.lines[0]["traceId"] == f"{server.context.trace_id:032x}"
     assert isinstance(logs.lines[0]["spanId"], str) and len(logs.lines[0]["spanId"]) == 16
+
+
+class OtlpReceiver(http.server.BaseHTTPRequestHandler):
+    """A minimal OTLP/HTTP trace receiver: what a collector's /v1/traces takes.
+
+    It serves from its own thread, so it keeps answering while the test's loop
+    is blocked (the worker harness stops its process synchronously).
+    """
+
+    spans: list[Span]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = ExportTraceServiceRequest.FromString(body)
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                self.spans.extend(scope_spans.spans)
+        reply = ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # one line per export batch is noise in the test output
+
+
+@contextmanager
+def otlp_receiver() -> Iterator[tuple[str, list[Span]]]:
+    received: list[Span] = []
+    handler = type("Receiver", (OtlpReceiver,), {"spans": received})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@contextmanager
+def otlp_env(endpoint: str) -> Iterator[None]:
+    """OTel variables for the subprocesses this test starts (they copy os.environ)."""
+    wanted = {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",  # ms: export promptly, the test is waiting
+    }
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+async def test_the_worker_continues_the_trace_of_the_request_that_queued_its_task(
+    services: Services, tmp_path: Path
+) -> None:
+    settings = make_settings(services, log_format="json")
+    log_path = tmp_path / "worker.log"
+    with (
+        otlp_receiver() as (endpoint, received),
+        otlp_env(endpoint),
+        celery_worker(settings, log_path),
+        tracing_on(settings) as exporter,
+    ):
+        async with running_restd(settings) as api:
+            alice, bob = await api.signup("Alice"), await api.signup("Bob")
+            exporter.clear()
+            sent = await alice.http.post(
+                "/api/connection-requests", json={"toUserId": bob.id, "message": "hi"}
+            )
+            assert sent.status_code == 201, sent.text
+            spans = list(exporter.get_finished_spans())
+            publishes = {s.context.span_id: s for s in spans if s.kind == SpanKind.PRODUCER}
+            assert len(publishes) == 3  # the email and both users' feed recomputes
+            trace_id = spans[0].context.trace_id.to_bytes(16, "big")
+            for _ in range(300):
+                # The broker may hold other tests' tasks too: find this request's.
+                runs = [
+                    s
+                    for s in received
+                    if s.trace_id == trace_id and s.kind == Span.SPAN_KIND_CONSUMER
+                ]
+                if len(runs) == len(publishes):
+                    break
+                await asyncio.sleep(0.1)
+    # Each task run is the child of the publish that queued it, in the request's trace.
+    by_parent = {int.from_bytes(r.parent_span_id, "big"): r for r in runs}
+    assert by_parent.keys() == publishes.keys()
+    for span_id, publish in publishes.items():
+        assert by_parent[span_id].name == publish.name.replace("apply_async/", "run/")
+    run = next(r for r in runs if r.name == "run/workers.email.connection_request")
+    # What the task did (Mongo reads, the mail's bookkeeping) hangs under its run span.
+    children = [s for s in received if s.parent_span_id == run.span_id]
+    assert children, [s.name for s in received]
+    assert all(s.trace_id == run.trace_id for s in children)
+    # The task's own log line carries the request's trace id.
+    lines = [orjson.loads(x) for x in log_path.read_bytes().splitlines() if x.startswith(b"{")]
+    sent_lines = [x for x in lines if str(x.get("msg", "")).startswith("connections email sent")]
+    assert f"{spans[0].context.trace_id:032x}" in [x.get("traceId") for x in sent_lines]

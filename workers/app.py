@@ -84,7 +84,10 @@ def run_worker(settings: Settings, argv: list[str]) -> int:
         from celery.signals import worker_process_shutdown
 
         # A pool child exits without running atexit hooks: export what it holds.
-        worker_process_shutdown.connect(lambda **_: tracing.provider.force_flush(), weak=False)
+        # Bounded: a collector that is down must not hold up the worker's exit.
+        worker_process_shutdown.connect(
+            lambda **_: tracing.provider.force_flush(timeout_millis=5_000), weak=False
+        )
     app = make_celery(settings)
     from workers.metrics import WorkerExporter
 
