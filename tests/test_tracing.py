@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind
 from core.logs import JsonFormatter
 from core.settings import Settings
 from core.tracing import setup_tracing, tracing_enabled
+from tests.chat_harness import running_chatd
 from tests.harness import Services, celery_worker, make_settings
 from tests.restd_harness import running_restd
 
@@ -259,3 +260,33 @@ async def test_the_worker_continues_the_trace_of_the_request_that_queued_its_tas
     lines = [orjson.loads(x) for x in log_path.read_bytes().splitlines() if x.startswith(b"{")]
     sent_lines = [x for x in lines if str(x.get("msg", "")).startswith("connections email sent")]
     assert f"{spans[0].context.trace_id:032x}" in [x.get("traceId") for x in sent_lines]
+
+
+async def test_chatd_with_tracing_on_still_carries_messages(settings: Settings) -> None:
+    with tracing_on(settings) as exporter:
+        async with running_chatd(settings) as chat:
+            alice, bob = await chat.pair()
+            a, b = await chat.client(alice), await chat.client(bob)
+            temp = await a.private_message(bob, "traced hello")
+            ack = await a.wait_for("message-delivered", lambda d: d["tempId"] == temp)
+            got = await b.wait_for("incoming-message")
+            assert got["messageId"] == ack["messageId"] and got["text"] == "traced hello"
+            await a.close()
+            await b.close()
+            await asyncio.sleep(0.5)
+        spans = list(exporter.get_finished_spans())
+    # Each socket's handshake is a server span that lasts until the socket closes;
+    # the hello's reads (Mongo history, Redis presence) are its children.
+    handshakes = [s for s in spans if s.kind == SpanKind.SERVER]
+    assert [s.name for s in handshakes] == ["GET /ws", "GET /ws"]
+    for handshake in handshakes:
+        tree = [s for s in spans if s.context.trace_id == handshake.context.trace_id]
+        assert assert_one_connected_tree(tree) is handshake
+        systems = {str((s.attributes or {}).get("db.system")) for s in tree}
+        assert {"mongodb", "redis"} <= systems
+    # Messages are not traced per frame (chatd's CPU budget): the batched insert
+    # and the fan-out publish are spans of their own, outside any socket's trace.
+    inserts = [
+        s for s in spans if s.name.endswith(".insert") and s.start_time > handshakes[0].start_time
+    ]
+    assert inserts and all(s.parent is None for s in inserts)
