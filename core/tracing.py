@@ -59,10 +59,14 @@ class Tracing:
     provider: TracerProvider
     instrumentors: list[Any] = field(default_factory=list)
 
-    def shutdown(self) -> None:
+    def uninstrument(self) -> None:
+        """Remove the library patches; the provider keeps working for spans in flight."""
         for instrumentor in self.instrumentors:
             instrumentor.uninstrument()
         self.instrumentors.clear()
+
+    def shutdown(self) -> None:
+        self.uninstrument()
         self.provider.shutdown()  # flushes what the batch processor still holds
 
 

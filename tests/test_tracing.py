@@ -34,16 +34,21 @@ from tests.chat_harness import running_chatd
 from tests.harness import Services, celery_worker, make_settings
 from tests.restd_harness import running_restd
 
+# One exporter for every test here: instrumentors are process-wide singletons and
+# PyMongo's keeps the tracer (so the provider) of its first set-up for good, so
+# the providers are never shut down and all of them export into this one sink.
+SPANS = InMemorySpanExporter()
+
 
 @contextmanager
 def tracing_on(settings: Settings) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    tracing = setup_tracing("restd", settings, exporter=exporter)
+    tracing = setup_tracing("restd", settings, exporter=SPANS)
     assert tracing is not None
+    SPANS.clear()
     try:
-        yield exporter
+        yield SPANS
     finally:
-        tracing.shutdown()
+        tracing.uninstrument()
 
 
 class Lines(logging.Handler):
