@@ -32,6 +32,7 @@ from core.settings import Settings
 from core.tracing import setup_tracing, tracing_enabled
 from tests.chat_harness import running_chatd
 from tests.harness import Services, celery_worker, make_settings
+from tests.payments_harness import buy, payment_settings, running_simulator
 from tests.restd_harness import running_restd
 
 # One exporter for every test here: instrumentors are process-wide singletons and
@@ -295,3 +296,39 @@ async def test_chatd_with_tracing_on_still_carries_messages(settings: Settings) 
         s for s in spans if s.name.endswith(".insert") and s.start_time > handshakes[0].start_time
     ]
     assert inserts and all(s.parent is None for s in inserts)
+
+
+def url_of(span: ReadableSpan) -> object:
+    """An HTTP client span's URL under the old or the new semantic conventions."""
+    attributes = span.attributes or {}
+    return attributes.get("url.full", attributes.get("http.url", ""))
+
+
+async def test_a_payment_request_traces_its_calls_to_the_provider(
+    services: Services, tmp_path: Path
+) -> None:
+    settings = payment_settings(services)
+    async with running_simulator(settings, tmp_path / "sim.log"):
+        with tracing_on(settings) as exporter:
+            async with running_restd(settings) as api:
+                user = await api.signup()
+                exporter.clear()
+                order = await buy(api, user)
+                spans = list(exporter.get_finished_spans())
+    assert order["status"] == "PENDING"
+    assert_one_connected_tree(spans)
+    (server,) = [s for s in spans if s.kind == SpanKind.SERVER]
+    provider_calls = [
+        s
+        for s in spans
+        if s.kind == SpanKind.CLIENT and str(url_of(s)).startswith(settings.phonepe_base_url)
+    ]
+    # The OAuth token, then the payment itself, both inside the request.
+    paths = sorted(str(url_of(s)).removeprefix(settings.phonepe_base_url) for s in provider_calls)
+    assert len(paths) == 2 and "/checkout/v2/pay" in paths, paths
+    ids = {s.context.span_id: s for s in spans}
+    for call in provider_calls:
+        parent = call.parent
+        while parent is not None and parent.span_id != server.context.span_id:
+            parent = ids[parent.span_id].parent
+        assert parent is not None, f"{call.name} is not under the request's server span"
