@@ -54,7 +54,9 @@ loadtest: $(STAMP)
 tools:
 	@command -v promtool >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get install -y --no-install-recommends prometheus >/dev/null; \
+			apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get install -y --no-install-recommends prometheus >/dev/null; } || \
+			echo "could not install prometheus: its tests will skip with the reason"; \
 		else echo "promtool not found: install Debian's prometheus package"; fi; }
 
 clean:

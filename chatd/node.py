@@ -20,6 +20,8 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
 from chatd.hub import Hub
 from chatd.limits import TokenBuckets
 from chatd.metrics import ChatMetrics
@@ -110,12 +112,18 @@ class Node:
         )
 
     async def close(self) -> None:
+        # Pending offline transitions would run against closed clients: drop them
+        # (presence claims expire by TTL, which is what TTL presence is for).
+        for timer in self._offline_timers.values():
+            timer.cancel()
+        self._offline_timers.clear()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.store.close()
         await self.offline.close()
         await self.presence.close()
         await self.router.close()
-        for task in list(self._background):
-            task.cancel()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -225,9 +233,12 @@ class Node:
         seen = _now_ms()
         oid = parse_object_id(user)
         if oid is not None:
-            await self.stores.db[USERS].update_one(
-                {"_id": oid}, {"$set": {"lastSeen": datetime.fromtimestamp(seen / 1000, UTC)}}
-            )
+            try:
+                await self.stores.db[USERS].update_one(
+                    {"_id": oid}, {"$set": {"lastSeen": datetime.fromtimestamp(seen / 1000, UTC)}}
+                )
+            except PyMongoError as exc:  # lastSeen is informative; presence still goes out
+                log.warning("could not store lastSeen: %s", exc)
         self.metrics.presence_changes.labels("offline").inc()
         frame = frames.presence(user, "offline", seen)
         for contact in contacts:
