@@ -5,6 +5,7 @@ from __future__ import annotations
 from restd import accounts, users
 from restd.accounts import Session
 from restd.handlers.base import ApiHandler
+from restd.handlers.users import ProfileHandler
 from restd.models import AuthResult, LoginBody, MeUser, ProfilePatch, SignupBody
 from restd.openapi import Operation
 
@@ -140,8 +141,10 @@ class LogoutAllHandler(SessionHandler):
         self.no_content()
 
 
-class MeHandler(ApiHandler):
-    """``/api/auth/me`` and ``/api/me``: the signed-in user, email and prefs included."""
+class MeHandler(ProfileHandler):
+    """``/api/auth/me`` and ``/api/me``: the signed-in user, email and prefs included.
+
+    The same reads and edits as ``/api/users/me`` (ProfileHandler), documented here."""
 
     operations = {
         "get": Operation("The signed-in user", TAG, MeUser, errors=(404,)),
@@ -155,13 +158,3 @@ class MeHandler(ApiHandler):
             errors=(403, 404),
         ),
     }
-
-    async def get(self) -> None:
-        me = await self.require_user()
-        self.write_model(users.me_view(await users.require_me(self.ctx, me)))
-
-    async def patch(self) -> None:
-        me = await self.require_user()
-        patch = self.parse_body(ProfilePatch)
-        await users.require_me(self.ctx, me)
-        self.write_model(await users.update_profile(self.ctx, me, patch))
