@@ -12,6 +12,7 @@ Node.fanout path there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 # After announcing that this node holds a user another node also holds: time for
 # that node to hear it, after which the user's sockets read the store once.
 HOLDER_SETTLE_S = 0.5
+# Shutdown waits at most this long for background work to notice its cancellation.
+CLOSE_TIMEOUT_S = 2.0
 
 
 def _now_ms() -> int:
@@ -119,7 +122,10 @@ class Node:
         self._offline_timers.clear()
         for task in list(self._background):
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*self._background, return_exceptions=True), CLOSE_TIMEOUT_S
+            )
         await self.store.close()
         await self.offline.close()
         await self.presence.close()

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 PUBLISH_QUEUE_MAX = 100_000
+CLOSE_TIMEOUT_S = 2.0
 # How long the listener waits for a message before it looks for new users to subscribe.
 LISTEN_POLL_S = 0.05
 
@@ -90,7 +91,11 @@ class RedisRouter:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Bounded: a listener stuck on a dead connection must not hold up shutdown.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*self._tasks, return_exceptions=True), CLOSE_TIMEOUT_S
+            )
 
     def watch(self, user_id: str) -> None:
         shard = self.redis.index_for(user_id)
@@ -162,7 +167,11 @@ class RedisRouter:
                         self._dispatch(message)
             except asyncio.CancelledError:
                 if pubsub is not None:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(
+                            pubsub.aclose(),  # type: ignore[no-untyped-call]
+                            CLOSE_TIMEOUT_S,
+                        )
                 raise
             except (RedisError, OSError) as exc:
                 if self.healthy[shard]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -84,7 +86,9 @@ async def running_chatd(settings: Settings) -> AsyncIterator[Chat]:
         yield Chat(settings, running)
     finally:
         running.server.stop()
-        await running.server.close_all_connections()
-        await running.node.close()
-        await running.node.stores.db.client.drop_database(settings.mongo_db)
-        await running.node.stores.close()
+        # Bounded, so a socket that will not close cannot hang the suite.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(running.server.close_all_connections(), 5)
+        await asyncio.wait_for(running.node.close(), 15)
+        await asyncio.wait_for(running.node.stores.db.client.drop_database(settings.mongo_db), 15)
+        await asyncio.wait_for(running.node.stores.close(), 15)
