@@ -103,6 +103,7 @@ class Node:
         # for a user held only here are served locally, with no Redis round trip.
         self._remote: dict[str, set[str]] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     async def start(self) -> None:
         self.store.start()
@@ -115,6 +116,7 @@ class Node:
         )
 
     async def close(self) -> None:
+        self._closed = True
         # Pending offline transitions would run against closed clients: drop them
         # (presence claims expire by TTL, which is what TTL presence is for).
         for timer in self._offline_timers.values():
@@ -184,7 +186,7 @@ class Node:
         session.closed = True
         self.metrics.disconnects.inc()
         self.metrics.open_sockets.dec()
-        if self.hub.remove(session):
+        if self.hub.remove(session) and not self._closed:
             user = session.user_id
             self.router.unwatch(user)
             loop = asyncio.get_running_loop()
