@@ -5,30 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from core.embedded import free_port
 from core.settings import Settings
 from tests.harness import Services, make_settings, settings_env
+from tests.workers_harness import scrape
 from workers.app import make_celery
 from workers.metrics import BrokerCollector
 
 WAIT_S = 60.0
-
-
-def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
 
 
 @contextmanager

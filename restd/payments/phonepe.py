@@ -259,20 +259,9 @@ class PhonePeClient:
     ) -> dict[str, Any]:
         url = self.config.base_url + path
         async with self._client() as client:
-            token = await self.token(client)
-            resp = await self._send(
-                client,
-                method,
-                url,
-                idempotent=method == "GET",
-                json=json,
-                params=params,
-                headers={"Authorization": f"O-Bearer {token}"},
-            )
-            if resp.status_code == 401:
-                log.info("phonepe answered 401; refreshing the token once")
-                token = await self.token(client, stale=token)
-                resp = await self._send(
+
+            async def send(token: str) -> httpx.Response:
+                return await self._send(
                     client,
                     method,
                     url,
@@ -281,6 +270,12 @@ class PhonePeClient:
                     params=params,
                     headers={"Authorization": f"O-Bearer {token}"},
                 )
+
+            token = await self.token(client)
+            resp = await send(token)
+            if resp.status_code == 401:
+                log.info("phonepe answered 401; refreshing the token once")
+                resp = await send(await self.token(client, stale=token))
             if resp.status_code >= 400:
                 raise ProviderRefused(
                     f"{method} {path}: HTTP {resp.status_code}",
