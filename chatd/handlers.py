@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from chatd.node import Node
 from chatd.session import Session
-from chatd.store import PersistError
+from chatd.store import PersistError, TempIdReused
 from core.ids import conversation_members, parse_object_id
 from proto import frames
 from proto.cursor import Cursor
@@ -89,6 +87,12 @@ async def handle_private_message(
         raise ProtocolError(
             ErrorCode.UNAVAILABLE, "message not stored; retry with the same tempId", temp_id=temp_id
         ) from None
+    except TempIdReused:
+        raise ProtocolError(
+            ErrorCode.TEMP_ID_REUSED,
+            "this tempId was already used for a message to another user; use a new one",
+            temp_id=temp_id,
+        ) from None
     if stored.duplicate:
         # A retry of a message already stored: the same id, no second copy anywhere.
         session.send(
@@ -118,10 +122,9 @@ async def handle_message_read(node: Node, session: Session, data: MessageRead) -
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
     other = members[0] if members[1] == session.user_id else members[1]
     try:
-        if not await node.store.message_in_conversation(up_to, data.conversation_id):
+        if not await node.inbox.message_in_conversation(up_to, data.conversation_id):
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such message in this conversation")
-        read_at, _ = await node.store.mark_read(session.user_id, data.conversation_id, other, up_to)
-        unread = await node.store.unread_count(session.user_id)
+        read_at, unread = await node.inbox.mark_read(session.user_id, data.conversation_id, up_to)
     except PyMongoError:
         raise ProtocolError(ErrorCode.UNAVAILABLE, "could not store the read receipt") from None
     receipt = frames.message_read(
@@ -166,6 +169,3 @@ async def _require_connected(node: Node, sender: str, recipient: str, temp_id: s
     raise ProtocolError(
         ErrorCode.NOT_CONNECTED, "you are not connected with this user", temp_id=temp_id
     )
-
-
-Handler = Callable[..., Awaitable[Any]]

@@ -81,6 +81,24 @@ class ChatMetrics:
             ["op"],
             registry=registry,
         )
+        self.store_errors = Counter(
+            "chatd_store_errors_total",
+            "Background store writes that failed or were shed (op: inbox-flush, inbox-shed, "
+            "last-seen); the messages themselves are never among them",
+            ["op"],
+            registry=registry,
+        )
+        self.opening = Gauge(
+            "chatd_opening_sockets",
+            "Sockets accepted and waiting for or running hello's reads (admission)",
+            registry=registry,
+        )
+        self.hello_latency = Histogram(
+            "chatd_hello_seconds",
+            "From the upgrade to hello sent, admission wait included",
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
         self.draining = Gauge(
             "chatd_draining", "1 while the node drains for shutdown", registry=registry
         )

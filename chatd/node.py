@@ -21,9 +21,12 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 
 from chatd.hub import Hub
+from chatd.inbox import Inbox
 from chatd.limits import TokenBuckets
 from chatd.metrics import ChatMetrics
 from chatd.offline import OfflineMarks
@@ -66,8 +69,10 @@ class Node:
         self.metrics = metrics
         self.node_id = settings.node_id or f"chatd-{secrets.token_hex(4)}"
         self.hub = Hub()
+        self.inbox = Inbox(stores.db, on_error=lambda op: metrics.store_errors.labels(op).inc())
         self.store = MessageStore(
             stores.db,
+            self.inbox,
             batch_max=settings.persist_batch_max,
             persist_timeout_s=settings.persist_timeout_s,
             min_interval_s=settings.persist_min_interval_ms / 1000,
@@ -97,6 +102,14 @@ class Node:
         self.message_limits = TokenBuckets(settings.msg_rate_per_s, settings.msg_burst)
         self.typing_limits = TokenBuckets(settings.typing_rate_per_s, settings.typing_burst)
         self.draining = False
+        # Bounds the sockets being opened at once (hello's reads); the rest queue.
+        self._admission = asyncio.Semaphore(settings.hello_concurrency)
+        # Presence transitions, applied in batches by one loop (_presence_loop): a
+        # thousand sockets closing at once make one pipeline per shard and one
+        # bulk write of lastSeen, not a thousand concurrent round trips.
+        self._going_online: set[str] = set()
+        self._going_offline: set[str] = set()
+        self._presence_wake = asyncio.Event()
         self._offline_timers: dict[str, asyncio.TimerHandle] = {}
         self._contacts: dict[str, list[str]] = {}  # per local user, for presence fan-out
         # Per local user: the other nodes holding sockets of that user. Live events
@@ -106,8 +119,10 @@ class Node:
         self._closed = False
 
     async def start(self) -> None:
+        self.inbox.start()
         self.store.start()
         self.offline.start()
+        self._spawn(self._presence_loop())
         await self.router.start()
         self.presence.start_heartbeat(
             self.hub.users,
@@ -129,6 +144,7 @@ class Node:
                 asyncio.gather(*self._background, return_exceptions=True), CLOSE_TIMEOUT_S
             )
         await self.store.close()
+        await self.inbox.close()
         await self.offline.close()
         await self.presence.close()
         await self.router.close()
@@ -145,18 +161,52 @@ class Node:
     # -- sessions -------------------------------------------------------------------------
 
     async def open_session(self, session: Session) -> None:
+        """Admit a socket: register it, read what hello needs, then greet it.
+
+        The session joins the hub first and the user's channel is subscribed
+        before hello goes out, so every live event published from then on
+        reaches it (held until hello, then sent in order), and every message
+        committed after hello's cursor reaches it live. A store or Redis failure
+        here raises; the transport closes the socket with 1013 (retry).
+        """
+        started = time.monotonic()
+        self.metrics.opening.inc()
+        try:
+            await self._admit(session)
+        finally:
+            self.metrics.opening.dec()
+        if session.greeted:
+            self.metrics.hello_latency.observe(time.monotonic() - started)
+
+    async def _admit(self, session: Session) -> None:
         user = session.user_id
-        unread = await self.store.unread_count(user)
-        contacts = await connections_of(self.stores.db, user)
+        async with self._admission:
+            if session.closed:
+                return  # the client gave up while waiting its turn
+            first = self.hub.add(session)
+            subscribed = self.router.watch(user)
+            try:
+                unread, contacts, _ = await asyncio.gather(
+                    self.inbox.unread_total(user),
+                    connections_of(self.stores.db, user),
+                    self._wait_subscribed(subscribed),
+                )
+                statuses = await self._statuses(contacts)
+                # Read from the store once subscribed: a commit on another node after
+                # this read is published after it, so it reaches us; one before it is
+                # inside the cursor. (A node's cache could miss other nodes' commits.)
+                cursor = await self.store.committed_head(user, fresh=True)
+            except BaseException:
+                subscribed.cancel()
+                self._abandon(session)
+                raise
+        if _closed(session):
+            self._abandon(session)  # closed while opening: it never counted as open
+            return
         # The first message to each contact then needs no store read of its own.
         self.permissions.prime(user, contacts)
-        statuses = await self._statuses(contacts)
-        cursor = await self.store.committed_head(user)
-        # No await from here on: everything committed after `cursor` reaches this session.
-        first = self.hub.add(session)
-        self.router.watch(user)
         self._contacts[user] = contacts
-        session.send(
+        session.greet(
             frames.hello(
                 user,
                 session.id,
@@ -167,12 +217,9 @@ class Node:
                     frames.presence_data(c, "online" if on else "offline", seen)
                     for c, (on, seen) in statuses.items()
                 ],
-            )
+            ),
+            cursor,
         )
-        session.start_live(cursor)
-        # Another node may have committed for this user before it learned we hold
-        # them; one read shortly after hello picks up anything it did not publish.
-        session.verify_soon()
         self.metrics.connects.inc()
         self.metrics.open_sockets.inc()
         if first:
@@ -180,10 +227,29 @@ class Node:
             if timer is not None:
                 timer.cancel()  # back within the grace period: no presence change
             else:
-                self._spawn(self._went_online(user))
+                self._going_offline.discard(user)
+                self._going_online.add(user)
+                self._presence_wake.set()
+
+    def _abandon(self, session: Session) -> None:
+        if self.hub.remove(session) and not self.hub.has_user(session.user_id):
+            self.router.unwatch(session.user_id)
+
+    async def _wait_subscribed(self, subscribed: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.wait_for(
+                asyncio.shield(subscribed), self.settings.hello_subscribe_timeout_s
+            )
+        except TimeoutError:
+            # Redis is slow or down: open anyway (messages still arrive through the
+            # store and sync); live events may be missed until the listener is back.
+            self.metrics.bus_errors.labels("subscribe-timeout").inc()
+            log.warning("hello: subscription not confirmed in time; opening degraded")
 
     def close_session(self, session: Session) -> None:
         session.closed = True
+        if not session.greeted:
+            return  # not opened yet: open_session sees `closed` and cleans up
         self.metrics.disconnects.inc()
         self.metrics.open_sockets.dec()
         if self.hub.remove(session) and not self._closed:
@@ -191,8 +257,16 @@ class Node:
             self.router.unwatch(user)
             loop = asyncio.get_running_loop()
             self._offline_timers[user] = loop.call_later(
-                self.settings.presence_grace_s, lambda: self._spawn(self._went_offline(user))
+                self.settings.presence_grace_s, self._grace_over, user
             )
+
+    def _grace_over(self, user: str) -> None:
+        self._offline_timers.pop(user, None)
+        if self.hub.has_user(user) or self._closed:
+            return
+        self._going_online.discard(user)
+        self._going_offline.add(user)
+        self._presence_wake.set()
 
     async def _statuses(self, users: list[str]) -> dict[str, tuple[bool, int | None]]:
         try:
@@ -201,56 +275,87 @@ class Node:
             log.warning("presence lookup failed: %s", exc)
             return {u: (self.hub.has_user(u), None) for u in users}
 
-    async def _went_online(self, user: str) -> None:
-        try:
-            already = (await self.presence.statuses([user]))[user][0]
-            holders = await self.presence.claim([user])
-        except Exception as exc:
-            log.warning("presence claim failed: %s", exc)
-            already, holders = False, {}
-        if not self.hub.has_user(user):
-            return  # gone again while we were claiming; the offline path handles it
-        self._remote[user] = self._remote.get(user, set()) | holders.get(user, set())
-        self.router.publish(BusMessage(kind="holder", userId=user, holding=True))
-        if holders.get(user):
-            # Another node holds this user too. Until it has heard the announcement it
-            # serves the user locally only; read the store once it surely has.
-            loop = asyncio.get_running_loop()
-            loop.call_later(HOLDER_SETTLE_S, self._verify_user, user)
-        if already:
-            return  # online on another node already
-        self.metrics.presence_changes.labels("online").inc()
-        frame = frames.presence(user, "online", None)
-        for contact in self._contacts.get(user, []):
-            self.send_to_user(contact, frame)
+    # -- presence transitions, in batches ---------------------------------------------
 
-    async def _went_offline(self, user: str) -> None:
-        self._offline_timers.pop(user, None)
-        if self.hub.has_user(user):
-            return
-        contacts = self._contacts.pop(user, [])
-        self._remote.pop(user, None)
-        self.router.publish(BusMessage(kind="holder", userId=user, holding=False))
+    async def _presence_loop(self) -> None:
+        while True:
+            await self._presence_wake.wait()
+            self._presence_wake.clear()
+            online, self._going_online = self._going_online, set()
+            offline, self._going_offline = self._going_offline, set()
+            try:
+                if online:
+                    await self._went_online(online)
+                if offline:
+                    await self._went_offline(offline)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the loop must survive anything
+                log.exception("presence batch failed")
+
+    async def _went_online(self, users: set[str]) -> None:
         try:
-            elsewhere = await self.presence.release(user)
-        except Exception as exc:
-            log.warning("presence release failed: %s", exc)
-            elsewhere = False
-        if elsewhere:
+            holders = await self.presence.claim(users)
+        except (RedisError, OSError) as exc:
+            self.metrics.bus_errors.labels("presence").inc()
+            log.warning("presence claim of %d users failed: %s", len(users), exc)
+            holders = {}
+        loop = asyncio.get_running_loop()
+        for user in users:
+            if not self.hub.has_user(user):
+                continue  # gone again while we were claiming; the offline path handles it
+            others = holders.get(user, set())
+            self._remote[user] = self._remote.get(user, set()) | others
+            self.router.publish(BusMessage(kind="holder", userId=user, holding=True))
+            if others:
+                # Another node holds this user too. Until it has heard the announcement
+                # it serves the user locally only; read the store once it surely has.
+                loop.call_later(HOLDER_SETTLE_S, self._verify_user, user)
+                continue  # online on another node already: no presence change
+            self.metrics.presence_changes.labels("online").inc()
+            frame = frames.presence(user, "online", None)
+            for contact in self._contacts.get(user, []):
+                self.send_to_user(contact, frame)
+
+    async def _went_offline(self, users: set[str]) -> None:
+        gone = [u for u in users if not self.hub.has_user(u)]
+        contacts = {u: self._contacts.pop(u, []) for u in gone}
+        for user in gone:
+            self._remote.pop(user, None)
+            self.router.publish(BusMessage(kind="holder", userId=user, holding=False))
+        try:
+            elsewhere = await self.presence.release(gone)
+        except (RedisError, OSError) as exc:
+            # The claims expire by TTL; tell contacts now rather than in 30 s.
+            self.metrics.bus_errors.labels("presence").inc()
+            log.warning("presence release of %d users failed: %s", len(gone), exc)
+            elsewhere = set()
+        offline = [u for u in gone if u not in elsewhere and not self.hub.has_user(u)]
+        if not offline:
             return
         seen = _now_ms()
-        oid = parse_object_id(user)
-        if oid is not None:
-            try:
-                await self.stores.db[USERS].update_one(
-                    {"_id": oid}, {"$set": {"lastSeen": datetime.fromtimestamp(seen / 1000, UTC)}}
-                )
-            except PyMongoError as exc:  # lastSeen is informative; presence still goes out
-                log.warning("could not store lastSeen: %s", exc)
-        self.metrics.presence_changes.labels("offline").inc()
-        frame = frames.presence(user, "offline", seen)
-        for contact in contacts:
-            self.send_to_user(contact, frame)
+        await self._store_last_seen(offline, seen)
+        for user in offline:
+            self.metrics.presence_changes.labels("offline").inc()
+            frame = frames.presence(user, "offline", seen)
+            for contact in contacts[user]:
+                self.send_to_user(contact, frame)
+
+    async def _store_last_seen(self, users: list[str], seen_ms: int) -> None:
+        """One bulk write for the batch; lastSeen is informative, presence goes out anyway."""
+        when = datetime.fromtimestamp(seen_ms / 1000, UTC)
+        ops = [
+            UpdateOne({"_id": oid}, {"$set": {"lastSeen": when}})
+            for oid in (parse_object_id(u) for u in users)
+            if oid is not None
+        ]
+        if not ops:
+            return
+        try:
+            await self.stores.db[USERS].bulk_write(ops, ordered=False)
+        except PyMongoError as exc:
+            self.metrics.store_errors.labels("last-seen").inc()
+            log.warning("could not store lastSeen of %d users: %s", len(ops), exc)
 
     def _verify_user(self, user: str) -> None:
         for session in self.hub.sessions(user):
@@ -363,6 +468,12 @@ class Node:
             if start + per_batch < len(sessions):
                 await asyncio.sleep(pause_s)
         await self.store.close()
+
+
+def _closed(session: Session) -> bool:
+    # A function, not an attribute test: the session may close during the awaits
+    # above, which a type checker narrowing `session.closed` cannot see.
+    return session.closed
 
 
 def _stored_from_wire(message: BusMessage) -> StoredMessage:

@@ -38,11 +38,8 @@ class Presence:
 
         Returns, per user, the other nodes that hold a live claim on them."""
         expiry = int(time.time() + self.ttl_s)
-        by_shard: dict[int, list[str]] = {}
-        for user in user_ids:
-            by_shard.setdefault(self.redis.index_for(user), []).append(user)
         others: dict[str, set[str]] = {}
-        for shard, users in by_shard.items():
+        for shard, users in self._by_shard(user_ids).items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
             for user in users:
                 key = self.keys.presence(user)
@@ -54,24 +51,32 @@ class Presence:
                 others[user] = _live_nodes(replies[3 * i + 2]) - {self.node_id}
         return others
 
-    async def release(self, user_id: str) -> bool:
-        """Drop this node's claim; True if the user is still online on another node."""
-        client = self.redis.for_user(user_id)
-        key = self.keys.presence(user_id)
-        pipe = client.pipeline(transaction=False)
-        pipe.hdel(key, self.node_id)
-        pipe.hgetall(key)
-        pipe.set(self.keys.last_seen(user_id), int(time.time() * 1000), ex=LAST_SEEN_TTL_S)
-        _, claims, _ = await pipe.execute()
-        return _any_live(claims)
+    async def release(self, user_ids: Iterable[str]) -> set[str]:
+        """Drop this node's claims, one pipeline per shard; returns the users still
+        online on another node."""
+        now_ms = int(time.time() * 1000)
+        elsewhere: set[str] = set()
+        for shard, users in self._by_shard(user_ids).items():
+            pipe = self.redis.clients[shard].pipeline(transaction=False)
+            for user in users:
+                key = self.keys.presence(user)
+                pipe.hdel(key, self.node_id)
+                pipe.hgetall(key)
+                pipe.set(self.keys.last_seen(user), now_ms, ex=LAST_SEEN_TTL_S)
+            replies = await pipe.execute()
+            elsewhere |= {user for i, user in enumerate(users) if _any_live(replies[3 * i + 1])}
+        return elsewhere
 
-    async def statuses(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
-        """user -> (online, last seen epoch ms) for many users, one pipeline per shard."""
+    def _by_shard(self, user_ids: Iterable[str]) -> dict[int, list[str]]:
         by_shard: dict[int, list[str]] = {}
         for user in user_ids:
             by_shard.setdefault(self.redis.index_for(user), []).append(user)
+        return by_shard
+
+    async def statuses(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
+        """user -> (online, last seen epoch ms) for many users, one pipeline per shard."""
         result: dict[str, tuple[bool, int | None]] = {}
-        for shard, users in by_shard.items():
+        for shard, users in self._by_shard(user_ids).items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
             for user in users:
                 pipe.hgetall(self.keys.presence(user))

@@ -7,7 +7,10 @@ whatever the number of nodes, and no node hears traffic for users it lacks.
 
 Guarantee: best effort, at most once, in publish order per (publisher, user).
 MongoDB is the source of truth; whatever the bus drops, clients recover with
-``sync`` (and sessions read the store when they see a gap).
+``sync`` (and sessions read the store when they see a gap). ``watch`` returns
+a future that resolves once Redis has confirmed the subscription: from then
+on every event published for the user reaches this node, so a session that
+waits for it before ``hello`` misses no live event published after ``hello``.
 
 The listener never dies (STYLE 12): it reconnects with capped backoff,
 re-subscribes, logs and skips a bad message, and drops its own echo.
@@ -37,8 +40,9 @@ BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 PUBLISH_QUEUE_MAX = 100_000
 CLOSE_TIMEOUT_S = 2.0
-# How long the listener waits for a message before it looks for new users to subscribe.
-LISTEN_POLL_S = 0.05
+# How long the listener waits for a message before it looks for new users to subscribe:
+# a connecting socket's hello waits for its subscription, so this bounds that wait.
+LISTEN_POLL_S = 0.01
 
 
 class Router(Protocol):
@@ -48,8 +52,10 @@ class Router(Protocol):
 
     async def close(self) -> None: ...
 
-    def watch(self, user_id: str) -> None:
-        """This node now holds sockets of user_id: receive their channel."""
+    def watch(self, user_id: str) -> asyncio.Future[None]:
+        """This node now holds sockets of user_id: receive their channel.
+
+        The future resolves once the subscription is in place (at once if it was)."""
 
     def unwatch(self, user_id: str) -> None:
         """This node no longer holds sockets of user_id."""
@@ -76,6 +82,9 @@ class RedisRouter:
         self.on_message = on_message
         self.on_error = on_error
         self._watched: list[set[str]] = [set() for _ in redis.clients]
+        # Channels Redis has confirmed on each shard's current listening connection.
+        self._confirmed: list[set[str]] = [set() for _ in redis.clients]
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._dirty: list[asyncio.Event] = [asyncio.Event() for _ in redis.clients]
         self._outbox: list[tuple[int, str, bytes]] = []
         self._outbox_ready = asyncio.Event()
@@ -97,15 +106,24 @@ class RedisRouter:
                 asyncio.gather(*self._tasks, return_exceptions=True), CLOSE_TIMEOUT_S
             )
 
-    def watch(self, user_id: str) -> None:
+    def watch(self, user_id: str) -> asyncio.Future[None]:
         shard = self.redis.index_for(user_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        channel = self.keys.user_channel(user_id)
+        if user_id in self._watched[shard] and channel in self._confirmed[shard]:
+            future.set_result(None)
+            return future
+        self._waiters.setdefault(channel, []).append(future)
         self._watched[shard].add(user_id)
         self._dirty[shard].set()
+        return future
 
     def unwatch(self, user_id: str) -> None:
         shard = self.redis.index_for(user_id)
         self._watched[shard].discard(user_id)
         self._dirty[shard].set()
+        for future in self._waiters.pop(self.keys.user_channel(user_id), []):
+            future.cancel()
 
     def publish(self, message: BusMessage) -> None:
         if len(self._outbox) >= PUBLISH_QUEUE_MAX:
@@ -149,7 +167,9 @@ class RedisRouter:
             pubsub: PubSub | None = None
             subscribed: set[str] = set()
             try:
-                pubsub = self.redis.clients[shard].pubsub(ignore_subscribe_messages=True)
+                # Subscribe confirmations are wanted: they resolve watch()'s futures.
+                pubsub = self.redis.clients[shard].pubsub(ignore_subscribe_messages=False)
+                self._confirmed[shard].clear()
                 while True:
                     if self._dirty[shard].is_set() or not subscribed:
                         self._dirty[shard].clear()
@@ -163,13 +183,18 @@ class RedisRouter:
                         self.healthy[shard] = True
                         log.info("listening to shard %d again", shard)
                     backoff = BACKOFF_MIN_S
-                    if message is not None and message.get("type") == "message":
+                    if message is None:
+                        continue
+                    kind = message.get("type")
+                    if kind == "message":
                         self._dispatch(message)
+                    elif kind in ("subscribe", "unsubscribe"):
+                        self._confirm(shard, message, kind == "subscribe")
             except asyncio.CancelledError:
                 if pubsub is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(
-                            pubsub.aclose(),  # type: ignore[no-untyped-call]
+                            pubsub.aclose(),
                             CLOSE_TIMEOUT_S,
                         )
                 raise
@@ -182,7 +207,7 @@ class RedisRouter:
                 log.exception("listener for shard %d failed; restarting", shard)
             if pubsub is not None:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(BACKOFF_MAX_S, backoff * 2)
 
@@ -195,7 +220,23 @@ class RedisRouter:
             await pubsub.subscribe(*add)
         if remove:
             await pubsub.unsubscribe(*remove)
+        # Watched again before the listener noticed it had been dropped: still subscribed.
+        for channel in wanted & self._confirmed[shard]:
+            for future in self._waiters.pop(channel, []):
+                if not future.done():
+                    future.set_result(None)
         return wanted
+
+    def _confirm(self, shard: int, raw: dict[str, Any], subscribed: bool) -> None:
+        channel = raw.get("channel")
+        name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        if not subscribed:
+            self._confirmed[shard].discard(name)
+            return
+        self._confirmed[shard].add(name)
+        for future in self._waiters.pop(name, []):
+            if not future.done():
+                future.set_result(None)
 
     def _dispatch(self, raw: dict[str, Any]) -> None:
         try:

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 CATCH_UP_DELAY_S = 0.2  # let deliveries that are merely late arrive before reading the store
 MAX_HELD_PER_STREAM = 1000
+# Live frames (connection events, presence, receipts) that arrive while the session is
+# being opened wait for hello, then go out in order; more than this and it reconnects.
+MAX_EARLY_FRAMES = 1000
 
 
 class Transport(Protocol):
@@ -67,6 +70,8 @@ class Session:
         self.live = False  # False until hello is sent, and while a sync is being answered
         self.behind = False  # the last sync had more: live messages wait for the next sync
         self.closed = False
+        self.greeted = False  # hello sent; until then live frames wait in _early
+        self._early: list[tuple[dict[str, Any], bool]] = []
         # position -> message (or None for a tombstone) that arrived ahead of a gap
         self._held_in: dict[int, StoredMessage | None] = {}
         self._held_out: dict[int, StoredMessage | None] = {}
@@ -79,6 +84,12 @@ class Session:
         that still does not read is disconnected (1013) and recovers with ``sync``."""
         if self.closed:
             return False
+        if not self.greeted:
+            if len(self._early) >= MAX_EARLY_FRAMES:
+                self.disconnect(CloseCode.TRY_AGAIN_LATER, "too many events before hello")
+                return False
+            self._early.append((frame, ephemeral))
+            return True
         pending = self.transport.pending_writes()
         if ephemeral and pending >= self.shed_at:
             self.metrics.shed_frames.inc()
@@ -97,6 +108,15 @@ class Session:
         if not self.closed:
             self.closed = True
             self.transport.close(int(code), reason)
+
+    def greet(self, hello: dict[str, Any], cursor: Cursor) -> None:
+        """Send hello, then what arrived while opening, then go live from ``cursor``."""
+        self.greeted = True
+        self.send(hello)
+        early, self._early = self._early, []
+        for frame, ephemeral in early:
+            self.send(frame, ephemeral=ephemeral)
+        self.start_live(cursor)
 
     # -- live delivery of stream positions ------------------------------------------
 

@@ -41,8 +41,10 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from chatd.inbox import Inbox
 from core.ids import conversation_id
-from core.mongo import MESSAGES, READ_MARKS, Doc
+from core.inbox import InboxMessage, unread_key
+from core.mongo import MESSAGES, Doc
 from proto.cursor import Cursor
 from proto.frames import chat_message
 
@@ -70,6 +72,10 @@ def _ms(dt: datetime) -> int:
 
 class PersistError(Exception):
     """The message could not be stored; its sender gets ``unavailable`` and no ack."""
+
+
+class TempIdReused(Exception):
+    """The sender used this tempId before for a message to someone else: refused, not acked."""
 
 
 @dataclass(slots=True)
@@ -163,6 +169,7 @@ class MessageStore:
     def __init__(
         self,
         db: AsyncDatabase[Doc],
+        inbox: Inbox,
         *,
         batch_max: int = 200,
         persist_timeout_s: float = 5.0,
@@ -170,6 +177,7 @@ class MessageStore:
         observe_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.db = db
+        self.inbox = inbox
         self.messages = db[MESSAGES]
         self.batch_max = batch_max
         self.persist_timeout_s = persist_timeout_s
@@ -189,7 +197,8 @@ class MessageStore:
         # fan-out, so a session that registers right after reading it misses nothing.
         self._committed_in: _LRU = _LRU(HEAD_CACHE_SIZE)
         self._committed_out: _LRU = _LRU(HEAD_CACHE_SIZE)
-        # (sender, tempId) -> stored message, or the future of the one in flight.
+        # (sender, tempId) -> (recipient, the stored message or the future of the one
+        # in flight). The recipient tells a retry from a reuse for someone else.
         self._dedup: _LRU = _LRU(DEDUP_CACHE_SIZE)
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -228,26 +237,29 @@ class MessageStore:
         """Persist one message; resolves after it is durable and has been fanned out."""
         dedup_key = f"{from_user_id}:{temp_id}"
         known = self._dedup.get(dedup_key)
-        if isinstance(known, StoredMessage):
-            return _as_duplicate(known)
-        if isinstance(known, asyncio.Future):
-            return _as_duplicate(await asyncio.shield(known))
+        if known is not None:
+            recipient, entry = known
+            if recipient != to_user_id:
+                raise TempIdReused(temp_id)
+            if isinstance(entry, StoredMessage):
+                return _as_duplicate(entry)
+            return _as_duplicate(await asyncio.shield(entry))
         if self._closing:
             raise PersistError("server is draining")
         future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
-        self._dedup.put(dedup_key, future)
+        self._dedup.put(dedup_key, (to_user_id, future))
         self._queue.append(
             _Pending(from_user_id, to_user_id, temp_id, text, received_at, origin_session, future)
         )
         self._wake.set()
         try:
             stored = await asyncio.shield(future)
-        except PersistError:
-            if self._dedup.get(dedup_key) is future:
+        except (PersistError, TempIdReused):
+            if self._dedup.get(dedup_key, (None, None))[1] is future:
                 del self._dedup[dedup_key]
             raise
         # Only what a duplicate ack needs: not the text, not the wire dict.
-        self._dedup.put(dedup_key, _as_duplicate(stored, keep_text=False))
+        self._dedup.put(dedup_key, (to_user_id, _as_duplicate(stored, keep_text=False)))
         return stored
 
     async def _write_loop(self) -> None:
@@ -309,6 +321,9 @@ class MessageStore:
                     "dedupKey": f"{item.from_user_id}:{item.temp_id}",
                 }
             )
+            docs[-1]["unreadKey"] = unread_key(
+                item.to_user_id, docs[-1]["conversationId"], docs[-1]["_id"]
+            )
 
         failed: dict[int, dict[str, Any]] = {}
         try:
@@ -356,6 +371,8 @@ class MessageStore:
                 existing = await self.messages.find_one({"dedupKey": doc["dedupKey"]})
                 if existing is None:
                     results.append((item, PersistError("duplicate vanished")))
+                elif existing.get("toUserId") != item.to_user_id:
+                    results.append((item, TempIdReused(item.temp_id)))
                 else:
                     results.append((item, _as_duplicate(StoredMessage.from_doc(existing))))
             elif which in ("inKey", "outKey") and item.conflicts < MAX_CONFLICT_RETRIES:
@@ -382,6 +399,20 @@ class MessageStore:
             skipped = await self._fill_holes(skipped)
         if retry:
             self._queue[:0] = retry
+        if stored:
+            self.inbox.record(
+                [
+                    InboxMessage(
+                        ObjectId(m.message_id),
+                        m.conversation_id,
+                        m.from_user_id,
+                        m.to_user_id,
+                        m.text,
+                        m.created_at_ms,
+                    )
+                    for m in stored
+                ]
+            )
         # Persist, then deliver, then ack.
         for message in stored:
             _advance(self._committed_in, message.to_user_id, message.in_seq)
@@ -459,25 +490,28 @@ class MessageStore:
         )
         return _seq_of(doc[field_name]) if doc else 0
 
-    async def committed_head(self, user_id: str) -> Cursor:
-        """The user's last positions committed and fanned out by this node.
+    async def committed_head(self, user_id: str, *, fresh: bool = False) -> Cursor:
+        """The user's last committed positions: this node's, or the store's if ``fresh``.
 
-        Read it and register the session for live delivery with no await in
-        between: everything after this cursor then reaches the session live.
+        Register the session for live delivery before reading it: everything
+        committed here after the cursor then reaches the session (``fresh``
+        also takes in what other nodes committed up to the read).
         """
         for field_name, committed in (
             ("inKey", self._committed_in),
             ("outKey", self._committed_out),
         ):
-            if user_id not in committed:
+            if fresh or user_id not in committed:
                 seq = await self._max_seq(field_name, user_id)
-                if user_id not in committed:  # the writer may have set it meanwhile
-                    committed.put(user_id, seq)
-                    # Nothing allocated here yet either: seed the writer's head, so a
-                    # connected user's first message needs no store read.
-                    heads = self._heads_in if field_name == "inKey" else self._heads_out
-                    if user_id not in heads:
-                        heads.put(user_id, seq)
+                # The writer may have advanced it meanwhile: never move it back.
+                _advance(committed, user_id, seq)
+                if user_id not in committed:
+                    committed.put(user_id, seq)  # zero: nothing committed yet
+                # Nothing allocated here yet either: seed the writer's head, so a
+                # connected user's first message needs no store read.
+                heads = self._heads_in if field_name == "inKey" else self._heads_out
+                if user_id not in heads:
+                    heads.put(user_id, seq)
         return Cursor(self._committed_in[user_id], self._committed_out[user_id])
 
     # -- reads --------------------------------------------------------------------------
@@ -545,53 +579,6 @@ class MessageStore:
             out.append(StoredMessage.from_doc(doc))
         # A fresh gap is not "more": the client is as far as it can be until it fills.
         return out, position, len(docs) > limit and not stopped_at_gap
-
-    # -- read receipts and unread counts ----------------------------------------------
-
-    async def mark_read(
-        self, user_id: str, conv_id: str, other_user_id: str, up_to: ObjectId
-    ) -> tuple[int, int]:
-        """Move the reader's watermark forward; returns (read at ms, messages newly read)."""
-        now = datetime.now(UTC)
-        mark_id = f"{user_id}|{conv_id}"
-        current = await self.db[READ_MARKS].find_one({"_id": mark_id})
-        if current is None or current.get("upToMessageId", ObjectId("0" * 24)) < up_to:
-            await self.db[READ_MARKS].update_one(
-                {"_id": mark_id},
-                {
-                    "$set": {
-                        "userId": user_id,
-                        "conversationId": conv_id,
-                        "upToMessageId": up_to,
-                        "readAt": now,
-                    }
-                },
-                upsert=True,
-            )
-        result = await self.messages.update_many(
-            {
-                "conversationId": conv_id,
-                "toUserId": user_id,
-                "fromUserId": other_user_id,
-                "status": "sent",
-                "_id": {"$lte": up_to},
-            },
-            {"$set": {"status": "read", "readAt": now}},
-        )
-        return _ms(now), result.modified_count
-
-    async def message_in_conversation(self, message_id: ObjectId, conv_id: str) -> bool:
-        doc = await self.messages.find_one({"_id": message_id}, projection={"conversationId": 1})
-        return doc is not None and doc.get("conversationId") == conv_id
-
-    async def unread_count(self, user_id: str, conv_id: str | None = None) -> int:
-        if conv_id is not None:
-            return await self.messages.count_documents(
-                {"conversationId": conv_id, "toUserId": user_id, "status": "sent"}
-            )
-        return await self.messages.count_documents(
-            {"inKey": {"$gt": f"{user_id}:", "$lt": f"{user_id};"}, "status": "sent"}
-        )
 
 
 def _advance(heads: _LRU, user_id: str, seq: int) -> None:

@@ -13,7 +13,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import tornado.web
 import tornado.websocket
+from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 from tornado.iostream import StreamClosedError
 
@@ -22,6 +24,7 @@ from chatd.node import Node
 from chatd.session import Session
 from core.auth import AccessClaims, TokenError
 from proto.codec import CODECS, JSON, Codec
+from proto.errors import CloseCode
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,17 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             self._refuse(503, "unavailable", "authentication store unavailable")
             return
         await super().get(*args, **kwargs)
+
+    def _request_summary(self) -> str:
+        # Tornado's log lines name the request by its URI, which may carry ?token=.
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # Tornado's version logs repr(request), whose uri holds the ?token=.
+        if isinstance(value, tornado.web.HTTPError):
+            super().log_exception(typ, value, tb)
+            return
+        log.error("uncaught exception in %s", self._request_summary(), exc_info=(typ, value, tb))
 
     def _token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
@@ -98,7 +112,14 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             metrics=self.node.metrics,
             catch_up=self.node.catch_up,
         )
-        await self.node.open_session(self.session)
+        try:
+            await self.node.open_session(self.session)
+        except (PyMongoError, RedisError, OSError) as exc:
+            # A store hiccup: a clean refusal the client retries with backoff, counted,
+            # logged without a traceback (and never with the request's token).
+            self.node.metrics.handshake_refusals.labels("store").inc()
+            log.warning("socket not opened, store unavailable: %s", type(exc).__name__)
+            self.session.disconnect(CloseCode.TRY_AGAIN_LATER, "store unavailable; retry shortly")
 
     async def on_message(self, message: str | bytes) -> None:
         if self.session is not None:

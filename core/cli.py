@@ -33,10 +33,23 @@ def _resolve(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
 
 
-def migrate(settings: Settings, _argv: list[str]) -> int:
+def migrate(settings: Settings, argv: list[str]) -> int:
+    from core import migrations
     from core.logs import configure_logging
-    from core.mongo import ensure_indexes, make_client
+    from core.mongo import INDEXES, ensure_indexes, make_client
 
+    parser = argparse.ArgumentParser(
+        prog="devconnect migrate",
+        description="Create missing indexes, then apply data migrations not yet applied. "
+        "Idempotent: safe to run on every deploy and on a populated database.",
+    )
+    parser.add_argument(
+        "--recount-unread",
+        action="store_true",
+        help="also recompute every unread counter from the unread messages "
+        "(repairs counts a killed node left short; costs the unread messages, not all)",
+    )
+    args = parser.parse_args(argv)
     configure_logging("migrate", settings.log_level, settings.log_format)
     if not settings.mongo_url:
         print(
@@ -45,16 +58,28 @@ def migrate(settings: Settings, _argv: list[str]) -> int:
         )
         return 2
 
-    async def run() -> dict[str, list[str]]:
+    async def run() -> tuple[dict[str, list[str]], list[str], dict[str, int] | None]:
         client = make_client(settings.mongo_url or "")
+        db = client[settings.mongo_db]
         try:
-            return await ensure_indexes(client[settings.mongo_db])
+            created = await ensure_indexes(db)
+            applied = await migrations.apply_all(db)
+            recounted = await migrations.recount_unread(db) if args.recount_unread else None
+            return created, applied, recounted
         finally:
             await client.close()
 
-    created = asyncio.run(run())
+    # Only what is missing is created, so a second run reports 0 created.
+    created, applied, recounted = asyncio.run(run())
     total = sum(len(v) for v in created.values())
-    print(f"migrate: {total} indexes on {len(created)} collections in {settings.mongo_db}")
+    wanted = sum(len(models) for models in INDEXES.values())
+    print(
+        f"migrate: {total} created, {wanted - total} already present, of {wanted} indexes "
+        f"on {len(created)} collections in {settings.mongo_db}"
+    )
+    print(f"migrate: data migrations applied: {', '.join(applied) or 'none pending'}")
+    if recounted is not None:
+        print(f"migrate: unread counters recounted: {recounted}")
     return 0
 
 

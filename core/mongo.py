@@ -12,12 +12,16 @@ each stream key below packs the user id and the position into one string.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, TEXT, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,12 @@ BLOCKS = "blocks"
 EMAIL_NOTIFICATIONS = "emailNotifications"
 DEAD_LETTERS = "deadLetters"
 UNSUBSCRIBE_TOKENS = "unsubscribeTokens"
+# Maintained by chatd beside the messages (core/inbox.py): one summary per pair, and
+# one unread total per user, so no connect or list ever counts messages.
+CONVERSATIONS = "conversations"
+UNREAD_COUNTS = "unreadCounts"
+# Data migrations already applied (core/migrations.py), by name.
+MIGRATIONS = "migrations"
 
 Doc = dict[str, Any]
 
@@ -57,6 +67,14 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("outKey", ASCENDING)], name="out_key", unique=True),
         # Idempotent retries: one message per (sender, tempId).
         IndexModel([("dedupKey", ASCENDING)], name="dedup_key", unique=True),
+        # "<to>|<conversation>|<id>" while unread: a conversation's unread messages
+        # are one index range (core/inbox.py). Absent once read.
+        IndexModel([("unreadKey", ASCENDING)], name="unread_key", sparse=True),
+    ],
+    # A user's conversations, newest first, one range per side (core/inbox.py).
+    CONVERSATIONS: [
+        IndexModel([("sort0", ASCENDING)], name="sort0"),
+        IndexModel([("sort1", ASCENDING)], name="sort1"),
     ],
     CONNECTION_REQUESTS: [
         IndexModel([("toUserId", ASCENDING), ("fromUserId", ASCENDING)], name="to_from"),
@@ -115,12 +133,168 @@ def make_client(url: str, **kwargs: Any) -> AsyncMongoClient[Doc]:
     return AsyncMongoClient(url, **options)
 
 
+# -- ensuring indexes ---------------------------------------------------------------
+# What ensure_indexes created, one document per collection and index name with its
+# key specification. nx-27017 keeps text indexes in SQLite FTS5 tables and never
+# lists them, so there listIndexes alone cannot tell whether a text index exists;
+# this record can. On MongoDB, which lists them, it is only a second opinion.
+SCHEMA_INDEXES = "schemaIndexes"
+
+# MongoDB's answers when an index with that key or that name exists in another form
+# (IndexAlreadyExists, IndexOptionsConflict, IndexKeySpecsConflict): it exists, so a
+# migration reports it and goes on rather than refusing to start the stack.
+_INDEX_EXISTS_CODES = frozenset({68, 85, 86})
+
+
+def _direction(value: Any) -> Any:
+    # MongoDB may list 1 as 1.0; "text", "2dsphere" and "hashed" stay strings.
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return int(value) if number and float(value).is_integer() else value
+
+
+@dataclass(frozen=True)
+class _KeySpec:
+    """An index as comparable across servers, by key and uniqueness.
+
+    Names cannot be compared: nx-27017 renames every index it lists
+    (``idx_<collection>_<field>``).
+    """
+
+    keys: tuple[tuple[str, Any], ...]  # the fields other than text ones, in order
+    text: frozenset[str]  # a text index's fields; empty for any other index
+    unique: bool
+
+    @classmethod
+    def of(cls, key: Any, unique: Any = False, weights: Any = None) -> _KeySpec:
+        pairs = list(key.items()) if isinstance(key, Mapping) else [tuple(p) for p in key]
+        keys: list[tuple[str, Any]] = []
+        text: set[str] = set()
+        for field, direction in pairs:
+            if field in ("_fts", "_ftsx"):
+                # MongoDB lists a text index as {_fts: "text", _ftsx: 1}, its fields in weights.
+                text.update(str(f) for f in (weights or {}))
+            elif direction == TEXT:
+                text.add(str(field))
+            else:
+                keys.append((str(field), _direction(direction)))
+        return cls(tuple(keys), frozenset(text), bool(unique))
+
+    def fields(self) -> list[str]:
+        return [field for field, _ in self.keys]
+
+
+def _present(want: _KeySpec, listed: list[_KeySpec], recorded: set[_KeySpec]) -> bool:
+    if want.text:
+        # nx-27017 hides text indexes, so our record counts as much as the listing.
+        listed_text = any(s.text == want.text and s.keys == want.keys for s in listed)
+        return listed_text or want in recorded
+    if want in listed:
+        return True
+    # nx-27017 lists every key as ascending ({a: 1, b: -1} comes back as {a: 1, b: 1}),
+    # so an index we recorded counts when one with the same fields is listed.
+    return want in recorded and any(
+        s.fields() == want.fields() and s.unique == want.unique and not s.text for s in listed
+    )
+
+
+async def _recorded(db: AsyncDatabase[Doc]) -> dict[str, set[_KeySpec]]:
+    found: dict[str, set[_KeySpec]] = {}
+    async for doc in db[SCHEMA_INDEXES].find({}):
+        try:
+            spec = _KeySpec.of(doc["key"], doc.get("unique", False))
+            found.setdefault(str(doc["collection"]), set()).add(spec)
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring a malformed %s record: %r", SCHEMA_INDEXES, doc.get("_id"))
+    return found
+
+
+async def _record(
+    db: AsyncDatabase[Doc], collection: str, index: Doc, *, assumed: bool = False
+) -> None:
+    record = {
+        "collection": collection,
+        "name": index["name"],
+        # Pairs, not a document: key order matters and "$**" is no field name.
+        "key": [[field, direction] for field, direction in index["key"].items()],
+        "unique": bool(index.get("unique", False)),
+        # True when the server would not create it and it was taken to exist (see below).
+        "assumed": assumed,
+        "recordedAt": datetime.now(UTC),
+    }
+    # Two services starting at once may record the same index; either record will do.
+    with contextlib.suppress(DuplicateKeyError):
+        await db[SCHEMA_INDEXES].update_one(
+            {"_id": f"{collection}.{index['name']}"}, {"$set": record}, upsert=True
+        )
+
+
+async def _ensure_collection_indexes(
+    db: AsyncDatabase[Doc], name: str, models: list[IndexModel], recorded: set[_KeySpec]
+) -> list[str]:
+    coll = db[name]
+    listed = [
+        _KeySpec.of(ix["key"], ix.get("unique", False), ix.get("weights"))
+        async for ix in await coll.list_indexes()
+    ]
+    created: list[str] = []
+    for model in models:
+        index: Doc = dict(model.document)
+        want = _KeySpec.of(index["key"], index.get("unique", False))
+        if _present(want, listed, recorded):
+            continue
+        options = {k: v for k, v in index.items() if k != "key"}
+        try:
+            await coll.create_index(list(index["key"].items()), **options)
+        except OperationFailure as exc:
+            populated = want.text and await coll.find_one({}) is not None
+            if populated and "constraint failed" in str(exc):
+                # nx-27017 rebuilds a text index's FTS5 table from the documents and
+                # fails on the rows it already holds: with documents there, the index
+                # exists. Recorded, so this is said once and not on every start.
+                log.warning(
+                    "text index %s.%s: the server answered %r with documents present; "
+                    "taking it as existing",
+                    name,
+                    index["name"],
+                    str(exc.details.get("errmsg") if exc.details else exc),
+                )
+                await _record(db, name, index, assumed=True)
+                continue
+            if exc.code in _INDEX_EXISTS_CODES:
+                log.warning(
+                    "index %s.%s exists in another form and was left as it is: %s",
+                    name,
+                    index["name"],
+                    exc,
+                )
+                continue
+            raise
+        await _record(db, name, index)
+        created.append(str(index["name"]))
+    return created
+
+
 async def ensure_indexes(db: AsyncDatabase[Doc]) -> dict[str, list[str]]:
-    """Create every index of the data model; safe to run again (create_index is idempotent)."""
+    """Create the indexes of the data model that are missing; returns what it created.
+
+    Idempotent on a populated database: it compares INDEXES with what the server
+    lists (and, for text indexes, with its own record) by key specification and
+    makes one create_index call per missing index. Every collection of INDEXES is
+    a key of the result, with the names created there (none on a second run).
+    """
+    recorded = await _recorded(db)
     created: dict[str, list[str]] = {}
     for name, models in INDEXES.items():
-        created[name] = await db[name].create_indexes(models)
-    log.info("indexes ensured", extra={"collections": len(created)})
+        created[name] = await _ensure_collection_indexes(
+            db, name, models, recorded.get(name, set())
+        )
+    log.info(
+        "indexes ensured",
+        extra={
+            "collections": len(created),
+            "indexesCreated": sum(len(names) for names in created.values()),
+        },
+    )
     return created
 
 
@@ -128,9 +302,9 @@ async def ensure_indexes_on_start(db: AsyncDatabase[Doc], attempts: int = 3) -> 
     """What services run at start: ensure indexes, but never refuse to start over it.
 
     Creating indexes is `devconnect migrate`'s job; services repeat it so that a
-    fresh database works at once. nx-27017 can answer "constraint failed" to an
-    index it already has while another node writes heavily (seen in the
-    rolling-restart test), so a service retries, then starts with what exists.
+    fresh database works at once, and on a populated one it creates nothing (see
+    ensure_indexes). A failure other than an existing index (say the server is busy)
+    is retried, then the service starts with what exists.
     """
     for attempt in range(1, attempts + 1):
         try:

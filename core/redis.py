@@ -18,17 +18,26 @@ RedisClient = aioredis.Redis
 class RedisShards:
     """One client per shard; ``for_user`` picks the user's shard by jump hash."""
 
-    def __init__(self, urls: Sequence[str]) -> None:
+    def __init__(
+        self, urls: Sequence[str], *, pool_max: int = 64, pool_timeout_s: float = 10.0
+    ) -> None:
         if not urls:
             raise ValueError("at least one Redis URL is required")
         self.urls = list(urls)
+        # A blocking pool: past pool_max connections a command waits (up to the
+        # timeout) for one to come back, where the default pool raised "Too many
+        # connections" and the command was lost.
         self.clients: list[RedisClient] = [
-            aioredis.Redis.from_url(
-                url,
-                socket_connect_timeout=2,
-                socket_timeout=5,
-                health_check_interval=15,
-                retry_on_timeout=False,
+            aioredis.Redis(
+                connection_pool=aioredis.BlockingConnectionPool.from_url(
+                    url,
+                    max_connections=pool_max,
+                    timeout=pool_timeout_s,
+                    socket_connect_timeout=2,
+                    socket_timeout=5,
+                    health_check_interval=15,
+                    retry_on_timeout=False,
+                )
             )
             for url in self.urls
         ]

@@ -35,9 +35,18 @@ def open_stores(settings: Settings, **mongo_options: object) -> Stores:
         raise ValueError(
             "DEVCONNECT_REDIS_URLS is not set (`devconnect up` starts an embedded one)"
         )
-    mongo = make_client(settings.mongo_url, **mongo_options)
+    options: dict[str, object] = {
+        "maxPoolSize": settings.mongo_pool_max,
+        "connectTimeoutMS": int(settings.mongo_connect_timeout_s * 1000),
+        **mongo_options,
+    }
+    mongo = make_client(settings.mongo_url, **options)
     db = mongo[settings.mongo_db]
-    redis = RedisShards(settings.redis_urls)
+    redis = RedisShards(
+        settings.redis_urls,
+        pool_max=settings.redis_pool_max,
+        pool_timeout_s=settings.redis_pool_timeout_s,
+    )
     readiness = Readiness()
     readiness.add("mongo", lambda: ping(db))
     for index, client in enumerate(redis.clients):

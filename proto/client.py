@@ -61,6 +61,7 @@ class ChatClient:
         on_frame: Callable[[Frame], None] | None = None,
         wait_hello: bool = True,
         max_message_size: int = 16 * 1024 * 1024,
+        timeout_s: float = 10.0,
     ) -> ChatClient:
         chosen = MSGPACK if codec == "msgpack" else JSON
         headers: dict[str, str] = {}
@@ -72,7 +73,9 @@ class ChatClient:
             url = f"{url}{'&' if '?' in url else '?'}token={token}"
         if origin:
             headers["Origin"] = origin
-        request = HTTPRequest(url, headers=headers, connect_timeout=10, request_timeout=10)
+        request = HTTPRequest(
+            url, headers=headers, connect_timeout=timeout_s, request_timeout=timeout_s
+        )
         offered = subprotocols if subprotocols is not None else [chosen.name]
         try:
             conn = await websocket_connect(
@@ -84,7 +87,7 @@ class ChatClient:
         codec_used = CODECS.get(conn.selected_subprotocol or "", JSON)
         client = cls(conn, codec_used, on_frame)
         if wait_hello:
-            client.hello = await client.wait_for(events.HELLO, timeout=10)
+            client.hello = await client.wait_for(events.HELLO, timeout=timeout_s)
         return client
 
     async def _read(self) -> None:
@@ -175,6 +178,13 @@ class ChatClient:
 
     def of_type(self, event: str) -> list[Any]:
         return [f["data"] for f in self.frames if f["type"] == event]
+
+    def abort(self) -> None:
+        """Drop the TCP connection with no close frame, as a network blip would."""
+        protocol = self.conn.protocol
+        stream = protocol.stream if protocol is not None else None
+        if stream is not None and not stream.closed():
+            stream.close()
 
     async def close(self, code: int = 1000) -> None:
         self.conn.close(code)

@@ -22,6 +22,7 @@ class ErrorCode(StrEnum):
     NOT_CONNECTED = "not-connected"  # no accepted connection between the two users
     NOT_FOUND = "not-found"  # conversation or message that is not yours
     INVALID_CURSOR = "invalid-cursor"
+    TEMP_ID_REUSED = "temp-id-reused"  # this tempId was used before for another recipient
     RATE_LIMITED = "rate-limited"  # over the per-user message budget; nothing stored
     UNAVAILABLE = "unavailable"  # the store could not persist; retry with the same tempId
     INTERNAL = "internal"
@@ -34,7 +35,9 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009  # a frame over 64 KiB
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012  # drain on deploy; the reason carries reconnectAfterMs
-    TRY_AGAIN_LATER = 1013  # slow consumer: outgoing buffer full; reconnect and sync
+    # Slow consumer (outgoing buffer full), or the store could not open the session:
+    # reconnect (with backoff) and sync.
+    TRY_AGAIN_LATER = 1013
     LOGGED_OUT = 4001  # logout-all revoked this session's token
 
 

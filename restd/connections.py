@@ -191,7 +191,7 @@ async def create_request(
             reverse.update(status=ACCEPTED, updatedAt=now)
         doc["_id"] = (await requests.insert_one(doc)).inserted_id
     views = await _views(ctx, [doc] if reverse is None else [doc, reverse])
-    origin = ctx.settings.node_id or "restd"
+    origin = ctx.bus_origin
     if reverse is None:
         await notify.connection_requested(ctx.redis, ctx.keys, _event(views[0]), origin, ctx.tasks)
     else:
@@ -225,7 +225,7 @@ async def answer_request(
         raise Conflict("This request is no longer pending.", code="not_pending")
     (view,) = await _views(ctx, [updated])
     if answer.status == ACCEPTED:
-        origin = ctx.settings.node_id or "restd"
+        origin = ctx.bus_origin
         await notify.connection_accepted(ctx.redis, ctx.keys, _event(view), origin, ctx.tasks)
     await feed_relation_changed(ctx, doc["fromUserId"], me)
     return view
@@ -319,5 +319,5 @@ async def remove_connection(ctx: RestContext, me: str, other: str) -> None:
         changed = await end_pair(ctx, me, other, [ACCEPTED])
     if not changed:
         raise NotFound("You are not connected to this user.", code="not_connected")
-    await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.settings.node_id or "restd")
+    await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.bus_origin)
     await feed_relation_changed(ctx, me, other)

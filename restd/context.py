@@ -71,6 +71,13 @@ class RestContext:
     def keys(self) -> Keys:
         return self.stores.keys
 
+    @property
+    def bus_origin(self) -> str:
+        """Who publishes restd's bus events. Never a chatd node's id, even when both
+        processes share DEVCONNECT_NODE_ID: a node drops messages of its own origin
+        as echoes, and took restd's events for its own."""
+        return f"restd-{self.settings.node_id}" if self.settings.node_id else "restd"
+
     @classmethod
     def build(cls, stores: Stores, metrics: RestMetrics) -> RestContext:
         s = stores.settings

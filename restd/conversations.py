@@ -8,20 +8,26 @@ does not exist (404, not 403), so an id reveals nothing. Domain code: no tornado
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from bson import ObjectId
 
-from core.ids import conversation_id, conversation_members
-from core.mongo import MESSAGES, Doc
+from core import inbox
+from core.ids import conversation_members
+from core.mongo import CONVERSATIONS, MESSAGES, Doc
 from restd import users
-from restd.connections import accepted_partners
 from restd.context import RestContext
 from restd.dates import required_utc
 from restd.errors import NotFound
-from restd.models import ConversationList, ConversationView, HistoryQuery, MessagePage, MessageView
+from restd.models import (
+    ConversationList,
+    ConversationQuery,
+    ConversationView,
+    HistoryQuery,
+    MessagePage,
+    MessageView,
+)
 
-# How many pairs' last messages are fetched at once.
-CONVERSATION_FETCH_CONCURRENCY = 16
 UNREAD = "sent"
 
 
@@ -38,36 +44,60 @@ def message_view(doc: Doc) -> MessageView:
     )
 
 
-async def list_conversations(ctx: RestContext, me: str) -> ConversationList:
-    partners = await accepted_partners(ctx, me)
-    messages = ctx.db[MESSAGES]
-    gate = asyncio.Semaphore(CONVERSATION_FETCH_CONCURRENCY)
+async def list_conversations(
+    ctx: RestContext, me: str, query: ConversationQuery
+) -> ConversationList:
+    """A page of my conversations, newest message first.
 
-    async def latest(other: str) -> tuple[str, Doc, int] | None:
-        conv = conversation_id(me, other)
-        async with gate:
-            last = await messages.find_one({"conversationId": conv}, sort=[("_id", -1)])
-            if last is None:
-                return None
-            unread = await messages.count_documents(
-                {"conversationId": conv, "toUserId": me, "status": UNREAD}
-            )
-        return other, last, unread
+    Reads the summaries chatd maintains (core/inbox.py): one bounded index range
+    per side of the pair, whatever the number of conversations or messages.
+    Conversations with someone blocked either way are left out.
+    """
+    conversations = ctx.db[CONVERSATIONS]
+    want = query.limit + 1
+    sides = await asyncio.gather(
+        *(
+            conversations.find(inbox.sort_range(me, side, query.before))
+            .sort(f"sort{side}", -1)
+            .limit(want)
+            .to_list()
+            for side in (0, 1)
+        )
+    )
+    page = inbox.merge_sides(sides[0], sides[1], me, want)
+    more = len(page) > query.limit
+    page = page[: query.limit]
+    hidden = await users.blocked_either_way(ctx, me) if page else set()
+    people = await users.summaries(ctx, (s.other_user_id for s in page))
+    items = [
+        ConversationView(
+            id=s.conversation_id,
+            user=people[s.other_user_id],
+            lastMessage=_last_view(s),
+            unreadCount=s.unread,
+        )
+        for s in page
+        if s.other_user_id in people and s.other_user_id not in hidden
+    ]
+    return ConversationList(items=items, nextCursor=page[-1].sort_id if more else None)
 
-    found = [r for r in await asyncio.gather(*(latest(o) for o in partners)) if r is not None]
-    found.sort(key=lambda r: r[1]["_id"], reverse=True)
-    people = await users.summaries(ctx, (other for other, _, _ in found))
-    return ConversationList(
-        items=[
-            ConversationView(
-                id=last["conversationId"],
-                user=people[other],
-                lastMessage=message_view(last),
-                unreadCount=unread,
-            )
-            for other, last, unread in found
-            if other in people
-        ]
+
+def _last_view(conversation: inbox.ConversationSummary) -> MessageView:
+    last = conversation.last
+    unread_by_recipient = (
+        conversation.other_unread
+        if last["toUserId"] == conversation.other_user_id
+        else conversation.unread
+    )
+    return MessageView(
+        id=str(last["id"]),
+        conversationId=conversation.conversation_id,
+        fromUserId=last["fromUserId"],
+        toUserId=last["toUserId"],
+        text=last.get("text") or "",
+        # Read once its recipient has nothing unread in the conversation.
+        status="read" if unread_by_recipient == 0 else UNREAD,
+        createdAt=datetime.fromtimestamp(int(last["createdAtMs"]) / 1000, UTC),
     )
 
 

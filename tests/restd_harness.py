@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,8 +23,10 @@ import orjson
 import tornado.httpserver
 from bson import ObjectId
 
+from chatd.inbox import Inbox
+from chatd.store import MessageStore
 from core.ids import conversation_id
-from core.mongo import MESSAGES, ensure_indexes
+from core.mongo import ensure_indexes
 from core.runtime import Stores, open_stores
 from core.settings import Settings
 from restd.app import make_app
@@ -53,6 +55,7 @@ class Api:
     settings: Settings
     stores: Stores
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    _message_store: MessageStore | None = None
 
     @property
     def origin(self) -> str:
@@ -98,26 +101,34 @@ class Api:
     async def insert_message(
         self, sender: User, recipient: User, text: str, status: str = "sent"
     ) -> str:
-        """Write a message as chatd would (restd only reads them); returns its id."""
-        oid = ObjectId()
-        tag = uuid.uuid4().hex
-        await self.stores.db[MESSAGES].insert_one(
-            {
-                "_id": oid,
-                "conversationId": conversation_id(sender.id, recipient.id),
-                "fromUserId": sender.id,
-                "toUserId": recipient.id,
-                "text": text,
-                "attachments": [],
-                "status": status,
-                "createdAt": datetime.now(UTC),
-                # chatd's stream and dedup keys are unique; give each test message its own.
-                "inKey": f"test-in:{tag}",
-                "outKey": f"test-out:{tag}",
-                "dedupKey": f"test-dedup:{tag}",
-            }
+        """Write a message with chatd's own writer (restd only reads them); returns its id.
+
+        Through the group commit and the inbox counters, as chatd stores it; a
+        ``read`` message is then marked read as a receipt from the recipient would.
+        """
+        if self._message_store is None:
+            inbox = Inbox(self.stores.db)
+            inbox.start()
+            store = MessageStore(self.stores.db, inbox)
+            store.start()
+            self._message_store = store
+        store = self._message_store
+        stored = await store.submit(
+            sender.id, recipient.id, uuid.uuid4().hex, text, time.monotonic()
         )
-        return str(oid)
+        if status == "read":
+            await store.inbox.mark_read(
+                recipient.id, conversation_id(sender.id, recipient.id), ObjectId(stored.message_id)
+            )
+        else:
+            await store.inbox.flushed()
+        return stored.message_id
+
+    async def close_writer(self) -> None:
+        if self._message_store is not None:
+            await self._message_store.close()
+            await self._message_store.inbox.close()
+            self._message_store = None
 
     @asynccontextmanager
     async def events(self, user_id: str) -> AsyncIterator[EventTap]:
@@ -180,6 +191,7 @@ async def running_restd(settings: Settings) -> AsyncIterator[Api]:
     try:
         yield api
     finally:
+        await api.close_writer()
         for client in api.clients:
             await client.aclose()
         server.stop()

@@ -24,16 +24,17 @@ import redis
 from bson import ObjectId
 from pymongo.database import Database
 
+from core import inbox
 from core.keys import Keys
-from core.mongo import MESSAGES, USERS, Doc
+from core.mongo import CONVERSATIONS, UNREAD_COUNTS, USERS, Doc
 
 CLAIM_DUE_LUA = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
 return due
 """
-# Unread messages read to name their senders; the count itself is exact.
-SENDER_SCAN_MAX = 500
+# Conversations read (per side) to name the senders; the count itself is the counter.
+CONVERSATION_SCAN_MAX = 100
 SENDERS_NAMED_MAX = 3
 
 
@@ -51,11 +52,6 @@ def is_online(client: redis.Redis, keys: Keys, user_id: str) -> bool:
     return any(float(expiry) > now for expiry in claims.values())
 
 
-def unread_filter(user_id: str) -> Doc:
-    # The single-field inKey index serves this on the embedded store too (chatd/store.py).
-    return {"inKey": {"$gt": f"{user_id}:", "$lt": f"{user_id};"}, "status": "sent"}
-
-
 @dataclass(frozen=True)
 class Digest:
     count: int
@@ -64,34 +60,45 @@ class Digest:
 
 
 def unread_digest(db: Database[Doc], user_id: str) -> Digest | None:
-    messages = db[MESSAGES]
-    query = unread_filter(user_id)
-    count = messages.count_documents(query)
-    if count == 0:
+    """The user's unread total and who sent them, from the counters chatd keeps.
+
+    Reads one counter and the user's newest conversations (core/inbox.py), never
+    the messages, so a sweep costs the same whatever the store holds.
+    """
+    counts = db[UNREAD_COUNTS].find_one({"_id": user_id}) or {}
+    total = max(0, int(counts.get("total") or 0))
+    if total == 0:
         return None
-    cursor = (
-        messages.find(query, projection={"_id": 1, "fromUserId": 1})
-        .sort("inKey", -1)
-        .limit(SENDER_SCAN_MAX)
+    docs: list[Doc] = []
+    for side in (0, 1):
+        docs += list(
+            db[CONVERSATIONS]
+            .find(inbox.sort_range(user_id, side))
+            .sort(f"sort{side}", -1)
+            .limit(CONVERSATION_SCAN_MAX)
+        )
+    newest_first = inbox.merge_sides(docs, [], user_id, len(docs))
+    unread = {s.conversation_id: s for s in newest_first if s.unread > 0}
+    if not unread:
+        return None  # read meanwhile: nothing to remind of
+    received = [s.last_received["id"] for s in unread.values() if s.last_received]
+    newest_id = max(received, default=None)
+    return Digest(
+        total,
+        str(newest_id) if newest_id is not None else next(iter(unread.values())).sort_id,
+        [s.other_user_id for s in unread.values()],
     )
-    newest: str | None = None
-    senders: dict[str, None] = {}
-    for doc in cursor:
-        newest = newest or str(doc["_id"])
-        senders.setdefault(str(doc["fromUserId"]), None)
-    if newest is None:  # read between the count and the scan
-        return None
-    return Digest(count, newest, list(senders))
 
 
 def senders_text(db: Database[Doc], sender_ids: list[str]) -> str:
     """'Ann', 'Ann and Bo', 'Ann, Bo and Cy', 'Ann, Bo, Cy and 2 others'."""
     named = sender_ids[:SENDERS_NAMED_MAX]
-    oids = [ObjectId(u) for u in named if ObjectId.is_valid(u)]
-    found = {
-        str(d["_id"]): d.get("name") or "Someone"
-        for d in db[USERS].find({"_id": {"$in": oids}}, projection={"name": 1})
-    }
+    found: dict[str, str] = {}
+    for user in named:  # by _id, one each: an `$in` is a scan on the embedded store
+        if ObjectId.is_valid(user):
+            doc = db[USERS].find_one({"_id": ObjectId(user)}, projection={"name": 1})
+            if doc is not None:
+                found[user] = doc.get("name") or "Someone"
     names = [found.get(u, "Someone") for u in named]
     others = len(sender_ids) - len(named)
     if others:

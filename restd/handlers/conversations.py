@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from restd import conversations
 from restd.handlers.base import ApiHandler
-from restd.models import ConversationList, HistoryQuery, MessagePage
+from restd.models import ConversationList, ConversationQuery, HistoryQuery, MessagePage
 from restd.openapi import Operation
 
 TAG = "conversations"
 
 
 class ConversationsHandler(ApiHandler):
-    operations = {"get": Operation("My conversations, most recent first", TAG, ConversationList)}
+    operations = {
+        "get": Operation(
+            "My conversations, most recent first, in pages",
+            TAG,
+            ConversationList,
+            query=ConversationQuery,
+        )
+    }
 
     async def get(self) -> None:
         me = await self.require_user()
-        self.write_model(await conversations.list_conversations(self.ctx, me))
+        query = self.parse_query(ConversationQuery)
+        self.write_model(await conversations.list_conversations(self.ctx, me, query))
 
 
 class MessagesHandler(ApiHandler):
