@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     redis_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     redis_key_prefix: str = "dc:"
     celery_broker_url: str | None = None
+    # Connection pools, per process. Bounded on purpose: a burst (a reconnect storm,
+    # a mass disconnect) waits for a connection instead of opening hundreds, which
+    # pushed the embedded store into connect timeouts and the Redis pool into errors.
+    mongo_pool_max: int = Field(default=32, ge=1)
+    mongo_connect_timeout_s: float = Field(default=10.0, gt=0)
+    redis_pool_max: int = Field(default=64, ge=2)
+    redis_pool_timeout_s: float = Field(default=10.0, gt=0)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
@@ -71,6 +78,11 @@ class Settings(BaseSettings):
     jwt_secret: str = DEV_JWT_SECRET
     jwt_access_ttl_s: int = Field(default=15 * 60, ge=30, le=24 * 3600)
     jwt_refresh_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    # A refresh token presented again within this long of its rotation gets a fresh
+    # token of its family instead of revoking it: two tabs (or a retried request)
+    # racing on one cookie are not a theft. 30 s is Okta's default grace and covers a
+    # slow mobile round trip; 0 turns the grace off. After it, reuse revokes the family.
+    refresh_reuse_grace_s: int = Field(default=30, ge=0, le=300)
     cookie_secure: bool = True
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     allowed_origins: Annotated[list[str], NoDecode] = Field(
@@ -101,6 +113,11 @@ class Settings(BaseSettings):
     # ratio, typing and presence are dropped; past the maximum, the socket closes (1013).
     out_buffer_max_bytes: int = 1024 * 1024
     out_buffer_shed_ratio: float = 0.5
+    # Sockets opened (hello's reads) at once per node; more wait their turn, so a
+    # reconnect storm is admitted at the store's pace instead of all at once.
+    hello_concurrency: int = Field(default=32, ge=1)
+    # hello waits this long for the user's Redis subscription (then goes on degraded).
+    hello_subscribe_timeout_s: float = Field(default=2.0, gt=0)
     presence_grace_s: float = 3.0
     presence_ttl_s: float = 30.0
     connection_cache_ttl_s: float = 60.0

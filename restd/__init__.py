@@ -8,9 +8,10 @@ Layout (one module per concept):
 - ``handlers/``: the only modules that import tornado. ``handlers.base`` holds
   the error shape, CORS, CSRF, authentication, parsing and metrics.
 - Domain (no tornado): ``accounts`` (signup, login, refresh rotation, logout),
-  ``users`` (profiles, search), ``connections`` (requests, connections),
-  ``blocks``, ``conversations`` (read-only history), ``notify`` (events to
-  chatd through core.bus, email hooks for workers).
+  ``users`` (profiles, search), ``prefs`` (the one writer of a user's prefs),
+  ``connections`` (requests, connections), ``blocks``, ``conversations``
+  (read-only history), ``notify`` (events to chatd through core.bus, email
+  hooks for workers).
 - ``models``: every wire model; ``errors``: the ApiError family;
   ``context``: what handlers get through ``initialize``; ``metrics``.
 

@@ -5,6 +5,14 @@ service) plus a refresh token that rotates on every use. Refresh tokens are
 stored hashed, grouped in a family per login; presenting a token that was
 already rotated means it was copied, so the whole family is revoked.
 
+Except just after the rotation: two tabs of one browser (or a request retried
+after a dropped response) send the same cookie at once, and only one of them
+can spend it. Within ``refresh_reuse_grace_s`` of its rotation, a rotated
+token is honoured again with a fresh token of the same family, at most
+``GRACE_REISSUES_MAX`` times (Auth0's "reuse interval", Okta's grace period).
+The grace trades a few seconds in which a copied token also works for not
+logging out everyone who opens two tabs; past it, reuse revokes the family.
+
 Domain code: no tornado here (STYLE 1).
 """
 
@@ -18,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from core import bus
@@ -33,6 +42,9 @@ log = logging.getLogger(__name__)
 
 INVALID_CREDENTIALS = "The email or password is incorrect."
 SESSION_ENDED = "Your session has ended; sign in again."
+# Fresh tokens one rotated token may still get within the grace: enough for every
+# tab of a browser waking at once; past it the copies look like a replay.
+GRACE_REISSUES_MAX = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +109,7 @@ async def signup(ctx: RestContext, body: SignupBody, ip: str) -> Session:
         "avatarUrl": None,
         "links": [],
         "prefs": {},
+        "prefsVersion": 0,  # compare-and-swap of prefs (restd/prefs.py)
         "createdAt": now,
         "lastSeen": None,
     }
@@ -159,15 +172,7 @@ async def refresh(ctx: RestContext, token: str | None) -> Session:
         {"$set": {"usedAt": now}},
     )
     if spent is None:
-        old = await tokens.find_one({"tokenHash": token_hash})
-        if old is not None and old.get("usedAt") is not None:
-            await revoke_family(ctx, str(old["familyId"]))
-            ctx.metrics.refresh_reuse.inc()
-            log.warning(
-                "refresh token reused; family revoked",
-                extra={"userId": old.get("userId"), "familyId": old.get("familyId")},
-            )
-        raise Unauthorized(SESSION_ENDED, code="invalid_refresh", log_message="refresh refused")
+        spent = await _reuse(ctx, token_hash, now)
     expires_at = as_utc(spent.get("expiresAt"))
     if expires_at is None or expires_at <= now:
         raise Unauthorized(SESSION_ENDED, code="invalid_refresh", log_message="refresh expired")
@@ -175,6 +180,45 @@ async def refresh(ctx: RestContext, token: str | None) -> Session:
     if user is None:
         raise Unauthorized(SESSION_ENDED, code="invalid_refresh", log_message="user gone")
     return await _open_session(ctx, user, family_id=str(spent["familyId"]))
+
+
+async def _reuse(ctx: RestContext, token_hash: str, now: datetime) -> Doc:
+    """A token that could not be spent: honoured again within the grace, else refused.
+
+    Returns the token's record when the grace applies; raises otherwise, revoking
+    the family when the token had been rotated (a replay).
+    """
+    tokens = ctx.db[REFRESH_TOKENS]
+    old = await tokens.find_one({"tokenHash": token_hash})
+    if old is None or old.get("usedAt") is None:
+        raise Unauthorized(SESSION_ENDED, code="invalid_refresh", log_message="refresh refused")
+    # usedAt went in through $set, which the embedded store reads back as naive text.
+    used_at = as_utc(old.get("usedAt"))
+    grace_s = ctx.settings.refresh_reuse_grace_s
+    in_grace = used_at is not None and now - used_at <= timedelta(seconds=grace_s)
+    if grace_s > 0 and in_grace and old.get("revokedAt") is None:
+        # Counted atomically, so concurrent presentations each get their own number;
+        # the filter on revokedAt loses to a revocation that got in first.
+        counted = await tokens.find_one_and_update(
+            {"_id": old["_id"], "revokedAt": None},
+            {"$inc": {"graceReissues": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if counted is not None and int(counted.get("graceReissues", 0)) <= GRACE_REISSUES_MAX:
+            log.info(
+                "refresh token presented again within the grace; reissued",
+                extra={"userId": old.get("userId"), "familyId": old.get("familyId")},
+            )
+            return counted
+        if counted is None:  # revoked meanwhile
+            raise Unauthorized(SESSION_ENDED, code="invalid_refresh", log_message="refresh refused")
+    await revoke_family(ctx, str(old["familyId"]))
+    ctx.metrics.refresh_reuse.inc()
+    log.warning(
+        "refresh token reused; family revoked",
+        extra={"userId": old.get("userId"), "familyId": old.get("familyId")},
+    )
+    raise Unauthorized(SESSION_ENDED, code="invalid_refresh", log_message="refresh reused")
 
 
 async def revoke_family(ctx: RestContext, family_id: str) -> None:
@@ -198,4 +242,4 @@ async def logout_all(ctx: RestContext, user_id: str) -> None:
     await ctx.db[REFRESH_TOKENS].update_many(
         {"userId": user_id, "revokedAt": None}, {"$set": {"revokedAt": _now()}}
     )
-    await bus.logout_all(ctx.redis, ctx.keys, user_id, origin=ctx.settings.node_id or "restd")
+    await bus.logout_all(ctx.redis, ctx.keys, user_id, origin=ctx.bus_origin)

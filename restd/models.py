@@ -17,11 +17,13 @@ from pydantic import (
     EmailStr,
     Field,
     HttpUrl,
+    PlainValidator,
     StringConstraints,
     UrlConstraints,
     WithJsonSchema,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 OBJECT_ID_PATTERN = r"^[0-9a-f]{24}$"
 ObjectIdStr = Annotated[
@@ -32,28 +34,68 @@ MAX_SKILLS = 30
 MAX_SKILL_CHARS = 40
 MAX_LINKS = 10
 MAX_URL_CHARS = 500
-MAX_PREFS = 50
+# Prefs live inside the user document, which every profile read loads: these caps
+# bound what a client can make it carry (about 50 * (64 + 200) bytes at most).
+MAX_PREFS = 50  # keys in the merged map, not only in one request
 MAX_PREF_KEY_CHARS = 64
+PREF_KEY_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"  # also keeps '$' and '.' out of field names
 MAX_PREF_TEXT_CHARS = 200
+# Integers a JavaScript client reads back exactly; also well inside BSON's int64.
+MAX_PREF_INT = 2**53 - 1
 MAX_REQUEST_MESSAGE_CHARS = 500
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Url = Annotated[HttpUrl, UrlConstraints(max_length=MAX_URL_CHARS)]
-# Prefs are a flat map of JSON scalars. Checked by ProfilePatch._prefs rather than
-# a type union, so an error names the field ("prefs") and not a union member.
+
+
+def pref_value(value: object) -> object:
+    """A pref is a JSON scalar: a short string, a boolean, a safe integer, or null to remove it.
+
+    A plain validator rather than a union of types, so an error names the pref
+    (``prefs.<key>``) and not a member of the union.
+    """
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) > MAX_PREF_INT:
+            raise PydanticCustomError(
+                "pref_int_range",
+                "an integer pref is at most {limit} in magnitude",
+                {"limit": MAX_PREF_INT},
+            )
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_PREF_TEXT_CHARS:
+            raise PydanticCustomError(
+                "pref_too_long",
+                "a text pref has at most {limit} characters",
+                {"limit": MAX_PREF_TEXT_CHARS},
+            )
+        return value
+    raise PydanticCustomError(
+        "pref_type", "a pref is a string, an integer, a boolean, or null to remove it"
+    )
+
+
+PrefKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_PREF_KEY_CHARS, pattern=PREF_KEY_PATTERN),
+]
+PrefValue = Annotated[Any, PlainValidator(pref_value)]
 Prefs = Annotated[
-    dict[str, Any],
+    dict[PrefKey, PrefValue],
     Field(max_length=MAX_PREFS),
     WithJsonSchema(
         {
             "type": "object",
             "maxProperties": MAX_PREFS,
+            "propertyNames": {"pattern": PREF_KEY_PATTERN, "maxLength": MAX_PREF_KEY_CHARS},
             "additionalProperties": {
                 "anyOf": [
                     {"type": "string", "maxLength": MAX_PREF_TEXT_CHARS},
                     {"type": "boolean"},
-                    {"type": "number"},
+                    {"type": "integer", "minimum": -MAX_PREF_INT, "maximum": MAX_PREF_INT},
                     {"type": "null"},
                 ]
             },
@@ -158,21 +200,6 @@ class ProfilePatch(Input):
     @classmethod
     def _skills(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else normalize_skills(value)
-
-    @field_validator("prefs")
-    @classmethod
-    def _prefs(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        for key, item in (value or {}).items():
-            if not key or len(key) > MAX_PREF_KEY_CHARS or key.startswith("$") or "." in key:
-                raise ValueError(
-                    f"pref names have 1 to {MAX_PREF_KEY_CHARS} characters,"
-                    " no '.' and no leading '$'"
-                )
-            if item is not None and not isinstance(item, str | bool | int | float):
-                raise ValueError(f"pref {key!r} must be a string, number, boolean or null")
-            if isinstance(item, str) and len(item) > MAX_PREF_TEXT_CHARS:
-                raise ValueError(f"pref {key!r} has more than {MAX_PREF_TEXT_CHARS} characters")
-        return value
 
     @field_validator("name", "skills", "links", "prefs", mode="before")
     @classmethod
@@ -297,5 +324,12 @@ class ConversationView(BaseModel):
     unreadCount: int
 
 
+class ConversationQuery(Query):
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    # The previous page's nextCursor: conversations whose newest message is older.
+    before: ObjectIdStr | None = None
+
+
 class ConversationList(BaseModel):
     items: list[ConversationView]
+    nextCursor: str | None = None

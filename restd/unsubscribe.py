@@ -20,10 +20,11 @@ from pydantic import BaseModel, StringConstraints
 from pymongo.errors import DuplicateKeyError
 
 from core.emailprefs import PREF_KEYS, TokenInvalid, UnsubscribeClaims, UnsubscribeTokens
-from core.mongo import UNSUBSCRIBE_TOKENS, USERS
+from core.mongo import UNSUBSCRIBE_TOKENS
 from restd.context import RestContext
-from restd.errors import BadRequest, Conflict, NotFound
+from restd.errors import BadRequest, Conflict
 from restd.models import Query
+from restd.prefs import update_prefs
 
 MAX_TOKEN_CHARS = 1000
 
@@ -73,16 +74,10 @@ async def unsubscribe(ctx: RestContext, token: str) -> UnsubscribeResult:
     used = ctx.db[UNSUBSCRIBE_TOKENS]
     if await used.find_one({"_id": claims.nonce}, projection={"_id": 1}) is not None:
         raise _already_used(claims)
-    users = ctx.db[USERS]
-    oid = ObjectId(claims.user_id)
-    doc = await users.find_one({"_id": oid}, projection={"prefs": 1})
-    if doc is None:
-        raise NotFound("This account no longer exists.", log_message=f"no user {claims.user_id}")
-    # The whole map is written, like PATCH /api/me does: the embedded store reads a
-    # boolean set through a dotted path ("prefs.x") back as 0.
-    prefs = dict(doc.get("prefs") or {})
-    prefs[pref] = False
-    await users.update_one({"_id": oid}, {"$set": {"prefs": prefs}})
+    # Through the one prefs writer, so a PATCH /api/me racing this click keeps its
+    # keys and this one keeps its own. No cap on the number of keys: an unsubscribe
+    # must always work, and it only ever sets one of the three email switches.
+    await update_prefs(ctx, claims.user_id, {pref: False}, max_keys=None)
     now = datetime.now(UTC)
     try:
         await used.insert_one(

@@ -6,6 +6,7 @@ password hash except ``me_view``, which only its owner receives.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -19,8 +20,17 @@ from restd.context import RestContext
 from restd.dates import as_utc
 from restd.errors import NotFound
 from restd.feed.hooks import feed_profile_changed
-from restd.models import MeUser, ProfilePatch, PublicUser, SearchQuery, UserPage, UserSummary
+from restd.models import (
+    MAX_PREFS,
+    MeUser,
+    ProfilePatch,
+    PublicUser,
+    SearchQuery,
+    UserPage,
+    UserSummary,
+)
 from restd.payments import entitlement
+from restd.prefs import update_prefs
 
 # Fields a profile view may read; the password hash is never fetched for a view.
 PROFILE_PROJECTION = {"passwordHash": 0}
@@ -77,14 +87,30 @@ async def require_me(ctx: RestContext, user_id: str) -> Doc:
     return doc
 
 
+# Up to this many ids are read one by one (a page of conversations, requests).
+SUMMARIES_BY_ID_MAX = 200
+
+
 async def summaries(ctx: RestContext, user_ids: Iterable[str]) -> dict[str, UserSummary]:
+    """Public summaries of these users, by id.
+
+    One ``find_one`` by ``_id`` each, all in flight together, rather than one
+    ``$in``: the embedded store answers ``$in`` by scanning every user, so a
+    page of 50 would cost what the whole user base costs.
+    """
     oids = [oid for oid in {parse_object_id(u) for u in user_ids} if oid is not None]
     if not oids:
         return {}
-    cursor = ctx.db[USERS].find(
-        {"_id": {"$in": oids}}, projection={"name": 1, "headline": 1, "avatarUrl": 1}
+    users = ctx.db[USERS]
+    projection = {"name": 1, "headline": 1, "avatarUrl": 1}
+    if len(oids) > SUMMARIES_BY_ID_MAX:
+        # A long list (all of someone's connections): one query beats thousands.
+        cursor = users.find({"_id": {"$in": oids}}, projection=projection)
+        return {str(doc["_id"]): summary_view(doc) async for doc in cursor}
+    docs = await asyncio.gather(
+        *(users.find_one({"_id": oid}, projection=projection) for oid in oids)
     )
-    return {str(doc["_id"]): summary_view(doc) async for doc in cursor}
+    return {str(doc["_id"]): summary_view(doc) for doc in docs if doc is not None}
 
 
 async def is_blocked_by(ctx: RestContext, blocker: str, blocked: str) -> bool:
@@ -123,23 +149,16 @@ async def update_profile(ctx: RestContext, me: str, patch: ProfilePatch) -> MeUs
         elif name in ("headline", "location", "bio") and value is None:
             value = ""
         changes[name] = value
-    users = ctx.db[USERS]
-    if changes.get("prefs") is not None:
-        # Merge-patch (RFC 7396): keys not sent keep their value, null removes one, so
-        # a client setting one pref cannot switch the others (email kinds) back on.
-        # The whole map is written: nx-27017 reads a boolean $set through a dotted
-        # path back as 0/1.
-        current = await users.find_one({"_id": ObjectId(me)}, projection={"prefs": 1})
-        merged = dict((current or {}).get("prefs") or {})
-        for key, value in changes["prefs"].items():
-            if value is None:
-                merged.pop(key, None)
-            else:
-                merged[key] = value
-        changes["prefs"] = merged
-    if changes:
-        await users.update_one({"_id": ObjectId(me)}, {"$set": changes})
-        await feed_profile_changed(ctx, me)
+    if not changes:
+        return me_view(await require_me(ctx, me))
+    if "prefs" in changes:
+        # The one prefs writer (restd/prefs.py): atomic against a concurrent
+        # unsubscribe or another tab, with the other fields in the same update.
+        prefs_patch = changes.pop("prefs")
+        await update_prefs(ctx, me, prefs_patch, max_keys=MAX_PREFS, also_set=changes)
+    else:
+        await ctx.db[USERS].update_one({"_id": ObjectId(me)}, {"$set": changes})
+    await feed_profile_changed(ctx, me)
     return me_view(await require_me(ctx, me))
 
 

@@ -63,9 +63,9 @@ async def test_profile_edit_normalizes_skills_and_refuses_out_of_bounds_values(
             ("name", {"name": None}),
             ("email", {"email": "new@example.com"}),  # not editable here
             ("links", {"links": [f"https://e.org/{n}" for n in range(11)]}),
-            ("prefs", {"prefs": {"$where": 1}}),
-            ("prefs", {"prefs": {"theme": "x" * 201}}),
-            ("prefs", {"prefs": {"nested": {"a": 1}}}),
+            ("prefs.$where", {"prefs": {"$where": 1}}),
+            ("prefs.theme", {"prefs": {"theme": "x" * 201}}),
+            ("prefs.nested", {"prefs": {"nested": {"a": 1}}}),
         ]
         for field, body in refused:
             bad = await user.http.patch("/api/users/me", json=body)

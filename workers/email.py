@@ -11,13 +11,17 @@
 
 Every mail goes through ``deliver``: the user's prefs, then the ledger's claim
 on the notification's idempotency key (workers/ledger.py), then SMTP. A
-transient SMTP failure is retried with exponential backoff and equal jitter
-(never sooner than half the step, never more than ``email_max_retries``
-times); then, or at once on a permanent failure, the notification is recorded
-as failed with a dead letter and the task fails with ``EmailUndeliverable``,
-which the worker's metrics count as an email failure (workers/metrics.py).
-Tasks are acknowledged late, so a task whose worker died runs again, and the
-ledger makes that harmless.
+transient failure (SMTP trouble, a store outage, the soft time limit) is
+retried with exponential backoff and equal jitter (never sooner than half the
+step, never more than ``email_max_retries`` times); then, or at once on a
+permanent failure, the notification is recorded as failed with a dead letter
+and the task fails with ``EmailUndeliverable``, which the worker's metrics
+count as an email failure (workers/metrics.py). Permanent is a 5xx reply and
+anything else that goes wrong: data that cannot make a mail, a template error,
+a bug. Those fail the same way on every attempt, so retrying only delays the
+dead letter, and a claim left ``sending`` would block the notification until
+its lease ran out. Tasks are acknowledged late, so a task whose worker died
+runs again, and the ledger makes that harmless.
 
 Each task returns ``{"kind", "userId", "outcome", ...}`` with outcome one of
 ``sent``, ``duplicate``, ``skipped_online``, ``skipped_no_unread``,
@@ -31,12 +35,12 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 from bson import ObjectId
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TaskPredicate
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
@@ -44,7 +48,7 @@ from core.emailprefs import EmailKind, email_enabled
 from core.mongo import CONNECTION_REQUESTS, PAYMENTS, USERS
 from core.settings import Settings
 from workers.context import WorkerContext, context_of
-from workers.ledger import Ledger
+from workers.ledger import Claim, Ledger
 from workers.mailer import OutgoingMail, PermanentMailError, TransientMailError
 from workers.sweep import claim_due, is_online, senders_text, unread_digest
 
@@ -145,33 +149,30 @@ def deliver(task: Task[Any, Any], ctx: WorkerContext, note: Notification) -> dic
             raise _retry(task, s, RuntimeError("claim busy"), countdown=claim.busy_for_s + 1)
         return _result(note, note.kind, note.user_id, "duplicate", state=claim.state)
 
-    token = ctx.tokens.issue(note.user_id, note.kind)
-    mail = OutgoingMail(
-        to=str(user["email"]),
-        subject=note.subject,
-        template=note.template,
-        context={"name": user.get("name") or "there", "app_url": app_url(s), **note.context},
-        unsubscribe_url=f"{restd_url(s)}{UNSUBSCRIBE_PATH}?token={quote(token)}",
-        idempotency_key=note.key,
-    )
     try:
-        ctx.mailer.send(ctx.mailer.build(mail))
-    except (TransientMailError, SoftTimeLimitExceeded) as exc:
-        reason = str(exc) or type(exc).__name__
-        if task.request.retries >= s.email_max_retries:
-            _give_up(task, ledger, note, reason, claim.attempts)
-        ledger.release(note.key, reason)
-        log.warning(
-            "%s email to %s: transient failure (attempt %d): %s",
-            note.kind,
-            note.user_id,
-            task.request.retries + 1,
-            reason,
-            extra={"key": note.key},
+        token = ctx.tokens.issue(note.user_id, note.kind)
+        mail = OutgoingMail(
+            to=str(user["email"]),
+            subject=note.subject,
+            template=note.template,
+            context={"name": user.get("name") or "there", "app_url": app_url(s), **note.context},
+            unsubscribe_url=f"{restd_url(s)}{UNSUBSCRIBE_PATH}?token={quote(token)}",
+            idempotency_key=note.key,
         )
-        raise _retry(task, s, exc) from exc
+        msg = ctx.mailer.build(mail)
+    except SoftTimeLimitExceeded as exc:
+        _transient(task, s, ledger, note, exc, claim)
+    except Exception as exc:
+        # Rendering is pure: what fails here fails again on every attempt.
+        _give_up(task, ledger, note, f"cannot build the mail: {_describe(exc)}", claim, exc)
+    try:
+        ctx.mailer.send(msg)
+    except (TransientMailError, SoftTimeLimitExceeded) as exc:
+        _transient(task, s, ledger, note, exc, claim)
     except PermanentMailError as exc:
-        _give_up(task, ledger, note, str(exc), claim.attempts)
+        _give_up(task, ledger, note, str(exc), claim)
+    except Exception as exc:
+        _give_up(task, ledger, note, f"sending failed: {_describe(exc)}", claim, exc)
     try:
         ledger.sent(note.key, mail.message_id)
     except PyMongoError as exc:
@@ -182,9 +183,43 @@ def deliver(task: Task[Any, Any], ctx: WorkerContext, note: Notification) -> dic
     return _result(note, note.kind, note.user_id, "sent", attempts=task.request.retries + 1)
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _transient(
+    task: Task[Any, Any],
+    s: Settings,
+    ledger: Ledger,
+    note: Notification,
+    exc: Exception,
+    claim: Claim,
+) -> NoReturn:
+    """Release the claim so the retry can take it at once; out of retries, give up."""
+    reason = str(exc) or type(exc).__name__
+    if task.request.retries >= s.email_max_retries:
+        _give_up(task, ledger, note, reason, claim)
+    ledger.release(note.key, reason)
+    log.warning(
+        "%s email to %s: transient failure (attempt %d): %s",
+        note.kind,
+        note.user_id,
+        task.request.retries + 1,
+        reason,
+        extra={"key": note.key},
+    )
+    raise _retry(task, s, exc) from exc
+
+
 def _give_up(
-    task: Task[Any, Any], ledger: Ledger, note: Notification, reason: str, claims: int
-) -> None:
+    task: Task[Any, Any],
+    ledger: Ledger,
+    note: Notification,
+    reason: str,
+    claim: Claim,
+    exc: BaseException | None = None,
+) -> NoReturn:
+    """Mark the notification failed, write its dead letter, and fail the task."""
     ledger.fail(
         note.key,
         reason,
@@ -194,25 +229,60 @@ def _give_up(
             "task": task.name,
             "args": list(task.request.args or []),
             "attempts": task.request.retries + 1,
-            "claims": claims,
+            "claims": claim.attempts,
         },
     )
+    # An unexpected exception gets its traceback in the log; an SMTP refusal does not.
     log.error(
-        "%s email to %s dead-lettered: %s", note.kind, note.user_id, reason, extra={"key": note.key}
+        "%s email to %s dead-lettered: %s",
+        note.kind,
+        note.user_id,
+        reason,
+        extra={"key": note.key},
+        exc_info=exc,
     )
     raise EmailUndeliverable(note.kind, reason)
 
 
-def _run(task: Task[Any, Any], build: Any) -> dict[str, Any]:
-    """Run one notification task; store outages are retried like SMTP ones."""
+def _run(task: Task[Any, Any], kind: EmailKind, build: Any) -> dict[str, Any]:
+    """Run one notification task: every failure ends in a retry or a dead letter.
+
+    ``deliver`` settles failures after its claim itself; what reaches here came
+    before any claim (or from a store that failed while settling one). Store
+    outages and the soft time limit are retried like SMTP trouble; anything else
+    is dead-lettered at once under the task's name and arguments.
+    """
     ctx = context_of(task.app)
     try:
         result: dict[str, Any] = build(ctx)
         return result
-    except STORE_ERRORS as exc:
-        if task.request.retries >= ctx.settings.email_max_retries:
-            raise
-        raise _retry(task, ctx.settings, exc) from exc
+    except (TaskPredicate, EmailUndeliverable):
+        raise  # a retry already scheduled, or a failure already dead-lettered
+    except (*STORE_ERRORS, SoftTimeLimitExceeded) as exc:
+        if task.request.retries < ctx.settings.email_max_retries:
+            raise _retry(task, ctx.settings, exc) from exc
+        _dead_letter_task(task, ctx, kind, f"out of retries: {_describe(exc)}", exc)
+    except Exception as exc:
+        _dead_letter_task(task, ctx, kind, _describe(exc), exc)
+
+
+def _dead_letter_task(
+    task: Task[Any, Any], ctx: WorkerContext, kind: EmailKind, reason: str, exc: Exception
+) -> NoReturn:
+    """A dead letter for a task that failed before it had a notification to record."""
+    args = [str(arg) for arg in task.request.args or []]
+    key = f"{task.name}:{','.join(args)}"
+    log.error("%s failed; dead-lettered as %s: %s", task.name, key, reason, exc_info=exc)
+    try:
+        Ledger(ctx.db, ctx.settings.email_send_lease_s).fail(
+            key,
+            reason,
+            {"kind": kind, "task": task.name, "args": args, "attempts": task.request.retries + 1},
+        )
+    except STORE_ERRORS as store_exc:
+        # The store that failed the task may well be the one that keeps dead letters.
+        log.error("dead letter %s not written: %s", key, store_exc)
+    raise EmailUndeliverable(kind, reason) from exc
 
 
 # -- the tasks -----------------------------------------------------------------------
@@ -274,7 +344,7 @@ def offline_messages(self: Task[Any, Any], user_id: str) -> dict[str, Any]:
         )
         return {**deliver(self, ctx, note), "unread": digest.count}
 
-    return _run(self, build)
+    return _run(self, "messages", build)
 
 
 def _request_note(
@@ -334,7 +404,7 @@ def connection_request(self: Task[Any, Any], request_id: str) -> dict[str, Any]:
         note = _request_note(ctx, request_id, accepted=False)
         return note if isinstance(note, dict) else deliver(self, ctx, note)
 
-    return _run(self, build)
+    return _run(self, "connections", build)
 
 
 @shared_task(
@@ -348,7 +418,7 @@ def connection_accepted(self: Task[Any, Any], request_id: str) -> dict[str, Any]
         note = _request_note(ctx, request_id, accepted=True)
         return note if isinstance(note, dict) else deliver(self, ctx, note)
 
-    return _run(self, build)
+    return _run(self, "connections", build)
 
 
 def _when(value: object) -> str:
@@ -393,4 +463,4 @@ def payment_receipt(self: Task[Any, Any], user_id: str, order_id: str) -> dict[s
         )
         return deliver(self, ctx, note)
 
-    return _run(self, build)
+    return _run(self, "payments", build)

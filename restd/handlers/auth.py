@@ -155,6 +155,6 @@ class MeHandler(ProfileHandler):
             TAG,
             MeUser,
             body=ProfilePatch,
-            errors=(403, 404),
+            errors=(403, 404, 409),
         ),
     }

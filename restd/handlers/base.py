@@ -38,11 +38,18 @@ EXPOSED_HEADERS = "Retry-After, X-Request-ID"
 BAD_TOKEN = "Your credentials are missing, expired or revoked; sign in again."
 
 
+# Where pydantic reports a bad dict key it appends this marker to the key's location.
+DICT_KEY_MARKER = "[key]"
+
+
 def validation_details(exc: ValidationError) -> list[dict[str, str]]:
-    """The failing fields, without the input values (they may be passwords)."""
+    """The failing fields, without the input values (they may be passwords).
+
+    A bad map key or value is named like a field of the map (``prefs.<key>``), the
+    way a client addresses it."""
     return [
         {
-            "field": ".".join(str(part) for part in err["loc"]),
+            "field": ".".join(str(part) for part in err["loc"] if part != DICT_KEY_MARKER),
             "message": err["msg"],
             "type": err["type"],
         }

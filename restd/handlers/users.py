@@ -13,7 +13,9 @@ TAG = "users"
 class ProfileHandler(ApiHandler):
     operations = {
         "get": Operation("My profile", TAG, MeUser, errors=(404,)),
-        "patch": Operation("Edit my profile", TAG, MeUser, body=ProfilePatch, errors=(403, 404)),
+        "patch": Operation(
+            "Edit my profile", TAG, MeUser, body=ProfilePatch, errors=(403, 404, 409)
+        ),
     }
 
     async def get(self) -> None:
