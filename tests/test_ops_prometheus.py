@@ -218,7 +218,7 @@ def test_real_prometheus_scrapes_every_target(stack: Settings, tmp_path: Path) -
             if r["health"] == "err"
         ]
         assert bad == []
-        assert sum(1 for g in rules for r in g["rules"] if r["type"] == "alerting") == 11
+        assert sum(1 for g in rules for r in g["rules"] if r["type"] == "alerting") == 12
     finally:
         proc.terminate()
         try:
