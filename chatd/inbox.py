@@ -3,8 +3,8 @@
 The store hands every committed batch to ``Inbox.record``; a flush loop turns
 whatever accumulated into one conversations update and one unread-counts
 update per conversation and recipient (two ``bulk_write`` calls in flight
-together), off the path of the ack: an idle node flushes right after the
-commit, a busy one once per batch of batches.
+together), off the path of the ack, at most every FLUSH_INTERVAL_S (sooner
+when a read receipt needs the counts).
 
 Counters move by deltas, which commute, so the order in which two nodes and a
 reader apply them does not matter. A read subtracts exactly what it marked
@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 # Messages taken into one flush (the updates are per conversation and recipient, fewer).
 FLUSH_MAX = 2000
+# A flush waits this long after the first message it will carry, so that it carries
+# many: each bulk_write costs the store and the driver a fixed overhead per call, which
+# a flush after every commit paid hundreds of times a second. A read receipt does not
+# wait for it (it hurries the flush).
+FLUSH_INTERVAL_S = 0.05
 # More than this many messages waiting for a store that does not answer: shed (counted).
 PENDING_MAX = 200_000
 # A read waits at most this long for this node's counts to be flushed first, so that
@@ -60,6 +65,7 @@ class Inbox:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._hurry = asyncio.Event()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -69,6 +75,7 @@ class Inbox:
     async def close(self) -> None:
         """Flush what is pending (bounded), then stop."""
         self._closing = True
+        self._hurry.set()
         self._wake.set()
         if self._task is not None:
             try:
@@ -81,6 +88,8 @@ class Inbox:
 
     async def flushed(self) -> None:
         """Wait until every message recorded so far is counted (or its flush failed)."""
+        if self._pending or not self._idle.is_set():
+            self._hurry.set()
         while self._pending or not self._idle.is_set():
             await self._idle.wait()
             await asyncio.sleep(0)
@@ -106,6 +115,11 @@ class Inbox:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if len(self._pending) < FLUSH_MAX and not self._closing:
+                # Let the batch grow, unless a reader or close wants it now.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), FLUSH_INTERVAL_S)
+            self._hurry.clear()
             batch = self._pending[:FLUSH_MAX]
             del self._pending[:FLUSH_MAX]
             try:
@@ -133,6 +147,10 @@ class Inbox:
     # -- reads and read receipts ----------------------------------------------------------
 
     async def unread_total(self, user_id: str) -> int:
+        """The user's unread total, with this node's counts flushed first (at once
+        when nothing is pending; otherwise the pending flush is hurried)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flushed(), READ_FLUSH_WAIT_S)
         doc = await self.db[UNREAD_COUNTS].find_one({"_id": user_id})
         return max(0, int(doc.get("total") or 0)) if doc else 0
 

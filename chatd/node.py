@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 # After announcing that this node holds a user another node also holds: time for
 # that node to hear it, after which the user's sockets read the store once.
 HOLDER_SETTLE_S = 0.5
+# How often the event loop's lag is sampled (chatd_loop_lag_seconds).
+LOOP_LAG_PERIOD_S = 0.1
 # Shutdown waits at most this long for background work to notice its cancellation.
 CLOSE_TIMEOUT_S = 2.0
 
@@ -123,6 +125,7 @@ class Node:
         self.store.start()
         self.offline.start()
         self._spawn(self._presence_loop())
+        self._spawn(self._watch_loop_lag())
         await self.router.start()
         self.presence.start_heartbeat(
             self.hub.users,
@@ -274,6 +277,14 @@ class Node:
         except Exception as exc:  # presence degrades, the socket still opens
             log.warning("presence lookup failed: %s", exc)
             return {u: (self.hub.has_user(u), None) for u in users}
+
+    async def _watch_loop_lag(self) -> None:
+        """Every LOOP_LAG_PERIOD_S, how much later than asked the loop woke us."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(LOOP_LAG_PERIOD_S)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - asked - LOOP_LAG_PERIOD_S))
 
     # -- presence transitions, in batches ---------------------------------------------
 

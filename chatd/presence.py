@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 
+from aiodataloader import DataLoader
 from redis.exceptions import RedisError
 
 from core.keys import Keys
@@ -23,6 +24,8 @@ from core.redis import RedisShards
 log = logging.getLogger(__name__)
 
 LAST_SEEN_TTL_S = 90 * 24 * 3600
+# A period's refresh goes out in this many pipelines, evenly spaced.
+HEARTBEAT_SLICES = 20
 
 
 class Presence:
@@ -32,6 +35,7 @@ class Presence:
         self.node_id = node_id
         self.ttl_s = ttl_s
         self._heartbeat: asyncio.Task[None] | None = None
+        self._status_loader: DataLoader[str, tuple[bool, int | None]] | None = None
 
     async def claim(self, user_ids: Iterable[str]) -> dict[str, set[str]]:
         """Claim (or refresh) this node's presence for these users, one pipeline per shard.
@@ -74,7 +78,20 @@ class Presence:
         return by_shard
 
     async def statuses(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
-        """user -> (online, last seen epoch ms) for many users, one pipeline per shard."""
+        """user -> (online, last seen epoch ms) for many users.
+
+        Lookups queued in the same loop turn (many sockets opening at once) go out
+        together, one pipeline per shard."""
+        if self._status_loader is None:
+            self._status_loader = DataLoader(self._load_statuses, cache=False, max_batch_size=5000)
+        found = await self._status_loader.load_many(user_ids)
+        return dict(zip(user_ids, found, strict=True))
+
+    async def _load_statuses(self, user_ids: list[str]) -> list[tuple[bool, int | None]]:
+        result = await self._statuses_now(list(dict.fromkeys(user_ids)))
+        return [result[u] for u in user_ids]
+
+    async def _statuses_now(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
         result: dict[str, tuple[bool, int | None]] = {}
         for shard, users in self._by_shard(user_ids).items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
@@ -93,15 +110,29 @@ class Presence:
         on_error: Callable[[], None],
         on_holders: Callable[[dict[str, set[str]]], None],
     ) -> None:
+        """Refresh every local user's claim once per period (a third of the TTL).
+
+        Spread over the period in HEARTBEAT_SLICES pipelines, each a slice of the
+        users as they stood when the period began: one pipeline for 10,000 users
+        was a stall of the event loop every period, which every socket's latency
+        felt. A user who connects meanwhile was claimed on connect.
+        """
+
         async def beat() -> None:
             while True:
-                period = self.ttl_s / 3
-                await asyncio.sleep(period * random.uniform(0.8, 1.0))
-                try:
-                    on_holders(await self.claim(local_users()))
-                except (RedisError, OSError) as exc:
-                    on_error()
-                    log.warning("presence heartbeat failed: %s", exc)
+                period = self.ttl_s / 3 * random.uniform(0.8, 1.0)
+                users = local_users()
+                size = max(1, -(-len(users) // HEARTBEAT_SLICES))
+                for tick in range(HEARTBEAT_SLICES):
+                    await asyncio.sleep(period / HEARTBEAT_SLICES)
+                    chunk = users[tick * size : (tick + 1) * size]
+                    if not chunk:
+                        continue
+                    try:
+                        on_holders(await self.claim(chunk))
+                    except (RedisError, OSError) as exc:
+                        on_error()
+                        log.warning("presence heartbeat failed: %s", exc)
 
         self._heartbeat = asyncio.get_running_loop().create_task(beat())
 
