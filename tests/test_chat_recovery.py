@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 from core.settings import Settings
 from proto.client import ChatClient
@@ -52,10 +53,15 @@ async def test_sync_is_gap_free_under_concurrent_senders_and_reconnects(
             await chat.connect_users(s, reader)
         acked: set[str] = set()
         done = asyncio.Event()
+        stats = {"connects": 0, "live": 0, "synced": 0}
 
         async def send_all(user: str) -> None:
             sockets = [await chat.client(user), await chat.client(user)]  # two devices each
             for i in range(per_sender):
+                if i % 30 == 0:
+                    # Keep sending and reconnecting interleaved: a fast store must not let
+                    # the senders finish before the reader has reconnected a few times.
+                    await _until(lambda i=i: stats["connects"] > i // 30, 10.0)
                 sock = sockets[i % 2]
                 temp = await sock.private_message(reader, f"{user}:{i}")
                 ack = await sock.wait_for("message-delivered", lambda d, t=temp: d["tempId"] == t)
@@ -67,7 +73,6 @@ async def test_sync_is_gap_free_under_concurrent_senders_and_reconnects(
 
         received: list[str] = []  # in the order the reader saw them
         positions: list[int] = []
-        stats = {"connects": 0, "live": 0, "synced": 0}
         cursor = "0.0"
 
         async def read_loop() -> None:
@@ -129,3 +134,10 @@ async def test_sync_is_gap_free_under_concurrent_senders_and_reconnects(
         assert positions == sorted(positions)
         # The run exercised both paths many times over.
         assert stats["connects"] >= 5 and stats["live"] > 0 and stats["synced"] > 0, stats
+
+
+async def _until(condition: Any, timeout_s: float) -> None:
+    for _ in range(int(timeout_s / 0.005)):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
