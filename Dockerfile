@@ -18,6 +18,8 @@ COPY workers workers
 RUN pip wheel --wheel-dir /wheels .
 
 FROM python:3.11-slim-bookworm AS runtime
+# Listening on 0.0.0.0, the services refuse to start on the development JWT
+# secret whatever DEVCONNECT_ENV says: set DEVCONNECT_JWT_SECRET.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DEVCONNECT_HOST=0.0.0.0 DEVCONNECT_VAR_DIR=/var/lib/devconnect
@@ -29,6 +31,7 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-index --find-links /wheels devconnect && rm -rf /wheels
 USER 10001:10001
 WORKDIR /var/lib/devconnect
-EXPOSE 8080 8081 9808
+# API, chat, and the metrics ports of the worker, restd and chatd.
+EXPOSE 8080 8081 9808 9809 9810
 ENTRYPOINT ["devconnect"]
 CMD ["restd"]

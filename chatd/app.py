@@ -1,4 +1,8 @@
-"""chatd's composition: settings -> stores -> node -> Tornado application; and main()."""
+"""chatd's composition: settings -> stores -> node -> Tornado application; and main().
+
+The chat port serves the socket and the probes; ``/metrics`` is on
+``chatd_metrics_port`` (core/web.py), never on the port every client reaches.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +26,14 @@ from core.mongo import ensure_indexes_on_start
 from core.runtime import open_stores
 from core.settings import Settings
 from core.tracing import setup_tracing
-from core.web import service_routes
+from core.web import service_routes, start_metrics_server
 
 log = logging.getLogger(__name__)
 
 
 def make_app(node: Node, readiness: Readiness) -> tornado.web.Application:
     settings = node.settings
-    routes: list[Any] = [*service_routes(readiness, node.metrics.registry), *chat_routes(node)]
+    routes: list[Any] = [*service_routes(readiness), *chat_routes(node)]
     return tornado.web.Application(
         routes,
         websocket_ping_interval=settings.ws_ping_interval_s,
@@ -45,6 +49,7 @@ def make_app(node: Node, readiness: Readiness) -> tornado.web.Application:
 class RunningChatd:
     node: Node
     server: tornado.httpserver.HTTPServer
+    metrics_server: tornado.httpserver.HTTPServer | None = None
 
     async def drain_and_stop(self) -> None:
         """SIGTERM: stop accepting, finish in-flight persists, close sockets in batches."""
@@ -53,6 +58,14 @@ class RunningChatd:
         await self.server.close_all_connections()
         await self.node.close()
         await self.node.stores.close()
+        # Last: the drain's own metrics stay scrapable while it runs.
+        await self.stop_metrics()
+
+    async def stop_metrics(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            await self.metrics_server.close_all_connections()
+            self.metrics_server = None
 
 
 async def start_chatd(settings: Settings) -> RunningChatd:
@@ -70,10 +83,16 @@ async def start_chatd(settings: Settings) -> RunningChatd:
 
     stores.readiness.add("chatd", not_draining)
     await node.start()
+    metrics_server = start_metrics_server(
+        metrics.registry,
+        settings.host,
+        settings.chatd_metrics_port,
+        "DEVCONNECT_CHATD_METRICS_PORT",
+    )
     server = tornado.httpserver.HTTPServer(make_app(node, stores.readiness))
     server.listen(settings.chatd_port, address=settings.host)
     log.info("chatd listening", extra={"port": settings.chatd_port, "nodeId": node.node_id})
-    return RunningChatd(node, server)
+    return RunningChatd(node, server, metrics_server)
 
 
 # Collect the youngest generation less often: at chat rates the default (700

@@ -3,18 +3,28 @@
 Access tokens are HS256 JWTs whose ``sub`` is the user id. ``iatMs`` (issue
 time in milliseconds) lets logout-all revoke every token issued before it
 without a per-token denylist.
+
+Password hashing is argon2id, whose memory cost (64 MiB) is taken for each
+hash or check while it runs. ``PasswordHashing`` runs them in threads, at most
+as many at once as the memory budget allows; the rest wait their turn, for a
+bounded time, then get ``HashingBusy``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+T = TypeVar("T")
 
 JWT_ALGORITHM = "HS256"
 JWT_LEEWAY_S = 5
@@ -81,14 +91,47 @@ def hash_refresh_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class PasswordHashing:
-    """argon2id with the library's RFC 9106 low-memory profile defaults."""
+class HashingBusy(Exception):
+    """Every hashing slot stayed taken for the whole wait; the caller answers "retry later"."""
 
-    def __init__(self) -> None:
+
+class PasswordHashing:
+    """argon2id with the library's RFC 9106 low-memory profile defaults.
+
+    The ``*_async`` methods are what request handlers call: each runs in a
+    thread once one of ``slots`` is free, waiting at most ``wait_s`` for it.
+    """
+
+    def __init__(self, memory_budget_mib: int | None = None, wait_s: float = 5.0) -> None:
         self._hasher = PasswordHasher()
+        # Each running hash holds memory_cost KiB; the budget buys that many at once.
+        budget_kib = (memory_budget_mib or 0) * 1024
+        self.slots = max(1, budget_kib // self._hasher.memory_cost)
+        self.wait_s = wait_s
+        self._free = asyncio.Semaphore(self.slots)
         # A real hash to verify against when the email is unknown, so that a
         # login failure takes the same time whether or not the account exists.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+
+    @property
+    def memory_cost_kib(self) -> int:
+        return int(self._hasher.memory_cost)
+
+    async def hash_async(self, password: str) -> str:
+        return await self._in_slot(self.hash, password)
+
+    async def verify_async(self, password_hash: str | None, password: str) -> bool:
+        return await self._in_slot(self.verify, password_hash, password)
+
+    async def _in_slot(self, fn: Callable[..., T], *args: object) -> T:
+        try:
+            await asyncio.wait_for(self._free.acquire(), self.wait_s)
+        except TimeoutError:
+            raise HashingBusy(f"no hashing slot free within {self.wait_s}s") from None
+        try:
+            return await asyncio.to_thread(fn, *args)
+        finally:
+            self._free.release()
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

@@ -6,8 +6,10 @@ Built once by each entry point's ``main()`` and passed down; nothing else reads
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +17,23 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # A secret that is obviously a development placeholder; production refuses it.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-please-0000"
 MIN_PRODUCTION_SECRET_CHARS = 32
+# The PhonePe webhook's Authorization is sha256 of "username:password": a short
+# password is a guessable header, so production wants at least this many characters.
+MIN_WEBHOOK_PASSWORD_CHARS = 16
+# Hosts that only this machine can reach; anything else is a public bind.
+LOOPBACK_HOST_NAMES = frozenset({"localhost"})
+# Origins that only ever mean a developer's own machine.
+LOCAL_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; an empty host means every interface."""
+    if host.strip().lower() in LOOPBACK_HOST_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _split_csv(value: object) -> object:
@@ -93,6 +112,15 @@ class Settings(BaseSettings):
     restd_port: int = 8080
     chatd_port: int = 8081
     public_restd_url: str | None = None
+    # Prometheus endpoints of restd and chatd, each on its own port bound to `host`,
+    # never on the public API or chat port (where every client could read them).
+    # Port 0 turns the endpoint off (tests running several nodes at once).
+    restd_metrics_port: int = Field(default=9809, ge=0, le=65535)
+    chatd_metrics_port: int = Field(default=9810, ge=0, le=65535)
+    # Proxies whose X-Forwarded-For / X-Real-IP restd believes (CIDRs, e.g. the
+    # ingress controller's range). Empty: the socket's peer is the client, so a
+    # client cannot pick its own address and slip past the per-IP limits.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -133,20 +161,56 @@ class Settings(BaseSettings):
     reconnect_delay_max_ms: int = 5000
     node_id: str | None = None
 
+    # restd: request bodies. Every route streams its body and refuses one past its
+    # limit with 413 before buffering it (restd/handlers/base.py). Auth bodies hold
+    # a name, an email and a password: 8 KiB fits the longest valid signup even
+    # written with JSON \u escapes, and nothing else reaches the unauthenticated
+    # routes. Other JSON bodies (a profile with its bio and links) fit 64 KiB.
+    auth_body_max_bytes: int = Field(default=8 * 1024, ge=1024)
+    json_body_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    # PhonePe's callbacks are a few KiB (an order and its payment attempts); the
+    # margin covers many attempts and metadata without letting a caller post megabytes.
+    phonepe_webhook_body_max_bytes: int = Field(default=128 * 1024, ge=1024)
+    # A body must arrive whole within this long, or the connection is closed: a
+    # client trickling bytes cannot hold a connection and its buffer for ever.
+    http_body_timeout_s: float = Field(default=20.0, gt=0)
+
+    # restd: password hashing. Each argon2id hash or check takes its memory cost
+    # (64 MiB with the library's RFC 9106 profile) for its duration, so at most
+    # budget / cost run at once; a login waits this long for a slot, then gets
+    # 503 with Retry-After. 256 MiB is 4 at once inside restd's 512 MiB pod limit.
+    password_hash_memory_budget_mib: int = Field(default=256, ge=1)
+    password_hash_wait_s: float = Field(default=5.0, gt=0)
+
     # restd: auth cookies and rate limits. A limit is "count per window": at most
     # `*_count` requests in any `*_window_s` seconds (GCRA, core/ratelimit.py).
     access_cookie_name: str = "access_token"
     refresh_cookie_name: str = "refresh_token"
     rate_login_ip_count: int = Field(default=30, ge=1)
     rate_login_ip_window_s: int = Field(default=300, ge=1)
+    # Per email, for clients without a device cookie of that account: bounds
+    # guessing one account from many addresses. A device that signed in before
+    # is exempt (its own budget below), so spending this locks no one out.
     rate_login_email_count: int = Field(default=10, ge=1)
     rate_login_email_window_s: int = Field(default=300, ge=1)
+    # Per (email, client address): one address guessing one account.
+    rate_login_email_ip_count: int = Field(default=10, ge=1)
+    rate_login_email_ip_window_s: int = Field(default=300, ge=1)
+    # Per device cookie: a known device's own budget, spent by nobody else.
+    rate_login_device_count: int = Field(default=10, ge=1)
+    rate_login_device_window_s: int = Field(default=300, ge=1)
+    # OWASP's device cookie: a signed HttpOnly cookie naming the user, issued at each
+    # successful login and sent only to the login route. It lives long, so a device
+    # that signed in once keeps signing in while strangers lock the account out.
+    device_cookie_name: str = "device_token"
+    device_cookie_ttl_s: int = Field(default=180 * 24 * 3600, ge=60)
     rate_signup_ip_count: int = Field(default=10, ge=1)
     rate_signup_ip_window_s: int = Field(default=3600, ge=1)
     rate_user_count: int = Field(default=600, ge=1)
     rate_user_window_s: int = Field(default=60, ge=1)
-    # Failed logins per email: from the threshold-th failure within the window
-    # the email is locked for base * 2^(failures - threshold) seconds, capped.
+    # Failed logins per email (clients without a device cookie) and per device
+    # cookie (its own count): from the threshold-th failure within the window the
+    # subject is locked for base * 2^(failures - threshold) seconds, capped.
     login_lockout_threshold: int = Field(default=5, ge=1)
     login_lockout_base_s: int = Field(default=30, ge=1)
     login_lockout_max_s: int = Field(default=3600, ge=1)
@@ -244,10 +308,33 @@ class Settings(BaseSettings):
     celery_visibility_timeout_s: int = Field(default=3600, ge=1)
     celery_restore_interval_s: int = Field(default=10, ge=1)
 
-    @field_validator("redis_urls", "allowed_origins", mode="before")
+    @field_validator("redis_urls", "allowed_origins", "trusted_proxies", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an address or CIDR range") from None
+        return value
+
+    @model_validator(mode="after")
+    def _public_bind_refusals(self) -> Settings:
+        # The development secret is in this repository: whoever reads it forges
+        # tokens for any account. Fine on loopback; refused on any address others
+        # reach, whatever DEVCONNECT_ENV says (the image's default is development).
+        if self.jwt_secret == DEV_JWT_SECRET and not is_loopback_host(self.host):
+            raise ValueError(
+                f"DEVCONNECT_JWT_SECRET is the public development secret, refused on the "
+                f"non-loopback DEVCONNECT_HOST={self.host or '(all interfaces)'}; set a random "
+                f"secret of at least {MIN_PRODUCTION_SECRET_CHARS} characters"
+            )
+        return self
 
     @model_validator(mode="after")
     def _production_refusals(self) -> Settings:
@@ -266,6 +353,29 @@ class Settings(BaseSettings):
             raise ValueError("DEVCONNECT_COOKIE_SECURE must be true in production")
         if self.cookie_samesite == "none":
             raise ValueError("DEVCONNECT_COOKIE_SAMESITE=none is refused in production")
+        for origin in self.allowed_origins:
+            parts = urlsplit(origin)
+            if parts.scheme != "https" or (parts.hostname or "") in LOCAL_ORIGIN_HOSTS:
+                raise ValueError(
+                    f"DEVCONNECT_ALLOWED_ORIGINS must list https origins of the web app in "
+                    f"production, not {origin!r}"
+                )
+        urls = {
+            "PHONEPE_BASE_URL": self.phonepe_base_url,
+            "PHONEPE_OAUTH_URL": self.phonepe_oauth_url,
+            "PAYMENT_REDIRECT_URL": self.payment_redirect_url,
+        }
+        for name, url in urls.items():
+            if url is not None and urlsplit(url).scheme != "https":
+                raise ValueError(f"DEVCONNECT_{name} must be an https URL in production")
+        if not self.phonepe_webhook_username:
+            raise ValueError("DEVCONNECT_PHONEPE_WEBHOOK_USERNAME must be set in production")
+        password = self.phonepe_webhook_password or ""
+        if len(password) < MIN_WEBHOOK_PASSWORD_CHARS or password == self.phonepe_webhook_username:
+            raise ValueError(
+                "DEVCONNECT_PHONEPE_WEBHOOK_PASSWORD must be a random secret of at least "
+                f"{MIN_WEBHOOK_PASSWORD_CHARS} characters in production"
+            )
         return self
 
     @property

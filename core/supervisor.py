@@ -179,14 +179,16 @@ class Stack:
         ports = [s.restd_port, s.chatd_port, s.smtp_port]
         if s.env != "production":
             ports.append(s.phonepe_simulator_port)
-        if s.worker_metrics_port:
-            ports.append(s.worker_metrics_port)
+        ports += [
+            p for p in (s.worker_metrics_port, s.restd_metrics_port, s.chatd_metrics_port) if p
+        ]
         busy = [p for p in ports if port_open(p)]
         if busy:
             raise SystemExit(
                 f"port(s) {', '.join(map(str, busy))} on 127.0.0.1 already in use by another "
                 "program; free them or set DEVCONNECT_RESTD_PORT / CHATD_PORT / SMTP_PORT / "
-                "PHONEPE_SIMULATOR_PORT / WORKER_METRICS_PORT"
+                "PHONEPE_SIMULATOR_PORT / WORKER_METRICS_PORT / RESTD_METRICS_PORT / "
+                "CHATD_METRICS_PORT"
             )
 
     # -- what an earlier run left ---------------------------------------------------------
@@ -370,7 +372,16 @@ class Stack:
         _say("DevConnect is up:")
         _say(f"  REST API     {urls['restd']}/api   (OpenAPI: {urls['restd']}/api/openapi.json)")
         _say(f"  chat socket  ws://{host}:{self.settings.chatd_port}/ws")
-        _say(f"  metrics      {urls['restd']}/metrics  {urls['chatd']}/metrics")
+        metrics = [
+            f"http://{host}:{port}/metrics"
+            for port in (
+                self.settings.restd_metrics_port,
+                self.settings.chatd_metrics_port,
+                self.settings.worker_metrics_port,
+            )
+            if port
+        ]
+        _say(f"  metrics      {'  '.join(metrics) or '(off)'}")
         _say(f"  mail         {self.var / 'mail'}  (each message a .eml file)")
         _say(f"  PhonePe sim  http://127.0.0.1:{self.settings.phonepe_simulator_port}")
         _say(f"  processes    {self.state_path}")

@@ -1,19 +1,30 @@
-"""Tornado pieces shared by chatd and restd: request ids, health, readiness, metrics."""
+"""Tornado pieces shared by chatd and restd: request ids, health, readiness, metrics.
+
+The public port of each service serves ``/healthz`` and ``/readyz``; ``/metrics``
+has a port of its own (``start_metrics_server``), so the metrics are not served
+to every client of the API or the chat socket.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from typing import Any
 
 import orjson
+import tornado.httpserver
 import tornado.web
 
 from core.health import Readiness
 from core.logs import request_id_var
 from core.metrics import CONTENT_TYPE_LATEST, CollectorRegistry, render
 
+log = logging.getLogger(__name__)
+
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# A scrape is a GET: the metrics server takes no request body worth the name.
+METRICS_MAX_BODY_BYTES = 1024
 
 
 def new_request_id() -> str:
@@ -45,7 +56,9 @@ class HealthHandler(BaseHandler):
 
 
 class ReadyHandler(BaseHandler):
-    """Readiness: Mongo and every Redis shard answer; 503 names the failing ones."""
+    """Readiness: Mongo and every Redis shard answer; 503 names the failing ones.
+
+    Each failing dependency gets a generic status; why it failed is in the log."""
 
     def initialize(self, readiness: Readiness) -> None:
         self.readiness = readiness
@@ -67,9 +80,31 @@ class MetricsHandler(tornado.web.RequestHandler):
         self.finish(render(self.registry))
 
 
-def service_routes(readiness: Readiness, registry: CollectorRegistry) -> list[Any]:
+def service_routes(readiness: Readiness) -> list[Any]:
+    """The probes every public port answers (Kubernetes reaches them there)."""
     return [
         (r"/healthz", HealthHandler),
         (r"/readyz", ReadyHandler, {"readiness": readiness}),
-        (r"/metrics", MetricsHandler, {"registry": registry}),
     ]
+
+
+def start_metrics_server(
+    registry: CollectorRegistry, host: str, port: int, setting: str
+) -> tornado.httpserver.HTTPServer | None:
+    """Serve ``/metrics`` alone on its own port, on the running event loop.
+
+    Port 0 turns it off. A port that cannot be bound is logged (naming
+    ``setting``) and skipped, as the worker's exporter does: a metrics endpoint
+    must not stop a service from serving; Prometheus's ``up`` shows the gap.
+    """
+    if port <= 0:
+        return None
+    app = tornado.web.Application([(r"/metrics", MetricsHandler, {"registry": registry})])
+    server = tornado.httpserver.HTTPServer(app, max_body_size=METRICS_MAX_BODY_BYTES)
+    try:
+        server.listen(port, address=host)
+    except OSError as exc:
+        log.error("metrics endpoint not started on %s:%d (%s): %s", host, port, setting, exc)
+        return None
+    log.info("metrics on http://%s:%d/metrics", host, port)
+    return server

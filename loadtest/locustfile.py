@@ -18,9 +18,11 @@ each holding a websocket to chatd; it sends ``private-message`` both ways and
 reports ack and end-to-end latency, typing, read receipts, and a reconnect
 followed by ``sync`` as Locust requests of type ``WS`` (loadtest/chatsocket.py).
 
-Every simulated user sends its own ``X-Real-IP`` (restd runs with xheaders, as
-behind a proxy), so per-IP signup and login limits see many clients, as they
-would in production, rather than one load generator.
+Every simulated user sends its own ``X-Real-IP``, so per-IP signup and login
+limits see many clients, as they would in production, rather than one load
+generator. restd honours it only from a trusted proxy: ``make loadtest``
+starts the stack with ``DEVCONNECT_TRUSTED_PROXIES=127.0.0.1/32``; against a
+stack of your own, set the same.
 """
 
 from __future__ import annotations

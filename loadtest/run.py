@@ -45,7 +45,14 @@ def stack(host: str, chat_port: int) -> Iterator[None]:
         return
     with tempfile.TemporaryDirectory(prefix="devconnect-loadtest-") as tmp:
         log_path = Path(tmp) / "stack.log"
-        env = {**os.environ, "DEVCONNECT_VAR_DIR": tmp, "DEVCONNECT_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "DEVCONNECT_VAR_DIR": tmp,
+            "DEVCONNECT_LOG_LEVEL": "WARNING",
+            # The load generator plays a proxy on loopback: each simulated user's
+            # X-Real-IP is honoured, so per-IP limits apply per simulated user.
+            "DEVCONNECT_TRUSTED_PROXIES": "127.0.0.1/32",
+        }
         print(f"[loadtest] no stack at {host}: starting `devconnect up` (log {log_path})")
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(

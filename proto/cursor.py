@@ -9,11 +9,16 @@ Clients treat it as opaque: store the last one seen, send it back to ``sync``.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from proto.errors import ErrorCode, ProtocolError
 
 MAX_SEQ = 10**12 - 1  # the stream keys pad positions to 12 digits
+# ASCII digits only, and the whole text. str.isdigit() is true for "²" or "٣",
+# which int() then refuses (or reads as another number): a client's bad cursor
+# became an internal error. [0-9] is ASCII (\d would match every script's digits).
+_CURSOR = re.compile(r"([0-9]+)\.([0-9]+)")
 
 
 class Cursor(NamedTuple):
@@ -27,10 +32,10 @@ class Cursor(NamedTuple):
     def parse(cls, text: str | None) -> Cursor:
         if not text:
             return cls(0, 0)
-        head, sep, tail = text.partition(".")
-        if not sep or not head.isdigit() or not tail.isdigit():
+        match = _CURSOR.fullmatch(text)
+        if match is None:
             raise ProtocolError(ErrorCode.INVALID_CURSOR, "cursor is not one this server issued")
-        cursor = cls(int(head), int(tail))
+        cursor = cls(int(match.group(1)), int(match.group(2)))
         if cursor.inbound > MAX_SEQ or cursor.outbound > MAX_SEQ:
             raise ProtocolError(ErrorCode.INVALID_CURSOR, "cursor out of range")
         return cursor

@@ -13,12 +13,20 @@ token is honoured again with a fresh token of the same family, at most
 The grace trades a few seconds in which a copied token also works for not
 logging out everyone who opens two tabs; past it, reuse revokes the family.
 
+Login throttling (OWASP's device-cookie pattern, restd/devices.py): every
+attempt spends from its address's budget; an attempt without a device cookie of
+the account also spends from the (email, address) pair's and the email's
+budgets and answers to the email's lock; one with such a cookie spends and
+answers only to its own device's. All of it happens before the password is
+hashed, so a refused attempt costs no argon2 run. Failures count against the
+lock the attempt answered to, so strangers failing on someone's email lock out
+strangers, never the owner's known devices.
+
 Domain code: no tornado here (STYLE 1).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
@@ -30,12 +38,13 @@ from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from core import bus
-from core.auth import hash_refresh_token, new_refresh_token
+from core.auth import HashingBusy, hash_refresh_token, new_refresh_token
 from core.mongo import REFRESH_TOKENS, USERS, Doc
 from core.ratelimit import Rate
 from restd.context import RestContext
 from restd.dates import as_utc
-from restd.errors import Conflict, TooManyRequests, Unauthorized
+from restd.devices import Device
+from restd.errors import Conflict, ServiceBusy, TooManyRequests, Unauthorized
 from restd.models import LoginBody, SignupBody
 
 log = logging.getLogger(__name__)
@@ -45,6 +54,8 @@ SESSION_ENDED = "Your session has ended; sign in again."
 # Fresh tokens one rotated token may still get within the grace: enough for every
 # tab of a browser waking at once; past it the copies look like a replay.
 GRACE_REISSUES_MAX = 10
+# Retry-After of a 503 for want of a hashing slot: one argon2 run is well under a second.
+HASHING_RETRY_AFTER_S = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +63,9 @@ class Session:
     user: Doc
     access_token: str
     refresh_token: str
+    # Set when the caller just proved the password (signup, login): the handler
+    # sends it as the device cookie (restd/devices.py).
+    device_token: str | None = None
 
 
 def _now() -> datetime:
@@ -65,6 +79,10 @@ def email_subject(email: str) -> str:
 
 def ip_subject(ip: str) -> str:
     return f"ip:{ip}"
+
+
+def email_ip_subject(email: str, ip: str) -> str:
+    return f"{email_subject(email)}:ip:{ip}"
 
 
 async def _spend(ctx: RestContext, bucket: str, subject: str, rate: Rate) -> None:
@@ -94,9 +112,31 @@ async def _open_session(ctx: RestContext, user: Doc, family_id: str | None = Non
     return Session(user, access, token)
 
 
+async def _hash(ctx: RestContext, password: str) -> str:
+    try:
+        password_hash = await ctx.passwords.hash_async(password)
+    except HashingBusy as exc:
+        ctx.metrics.password_hash_busy.inc()
+        raise ServiceBusy(log_message=str(exc), retry_after_s=HASHING_RETRY_AFTER_S) from None
+    ctx.metrics.password_hashes.labels("hash").inc()
+    return password_hash
+
+
+async def _verify(ctx: RestContext, stored: str | None, password: str) -> bool:
+    try:
+        ok = await ctx.passwords.verify_async(stored, password)
+    except HashingBusy as exc:
+        ctx.metrics.password_hash_busy.inc()
+        ctx.metrics.login_failures.labels("busy").inc()
+        raise ServiceBusy(log_message=str(exc), retry_after_s=HASHING_RETRY_AFTER_S) from None
+    ctx.metrics.password_hashes.labels("verify").inc()
+    return ok
+
+
 async def signup(ctx: RestContext, body: SignupBody, ip: str) -> Session:
+    # Spent before the hash: a refused signup costs no argon2 run.
     await _spend(ctx, "signup-ip", ip_subject(ip), ctx.limits.signup_ip)
-    password_hash = await asyncio.to_thread(ctx.passwords.hash, body.password)
+    password_hash = await _hash(ctx, body.password)
     now = _now()
     doc: Doc = {
         "name": body.name,
@@ -120,15 +160,45 @@ async def signup(ctx: RestContext, body: SignupBody, ip: str) -> Session:
     doc["_id"] = result.inserted_id
     ctx.metrics.signups.inc()
     log.info("signup", extra={"userId": str(result.inserted_id)})
-    return await _open_session(ctx, doc)
+    session = await _open_session(ctx, doc)
+    return _with_device(ctx, session, None)
 
 
-async def login(ctx: RestContext, body: LoginBody, ip: str) -> Session:
-    """Every refusal for credentials reads the same whether or not the email exists."""
-    subject = email_subject(body.email)
+def _with_device(ctx: RestContext, session: Session, device: Device | None) -> Session:
+    """The session plus a fresh device cookie (a known device keeps its id)."""
+    token = ctx.devices.issue(str(session.user["_id"]), device.device_id if device else None)
+    return Session(session.user, session.access_token, session.refresh_token, token)
+
+
+async def login(
+    ctx: RestContext, body: LoginBody, ip: str, device_token: str | None = None
+) -> Session:
+    """Every refusal for credentials reads the same whether or not the email exists.
+
+    Every budget and lock is checked before the password is hashed; see the
+    module docstring for which ones an attempt answers to.
+    """
     try:
         await _spend(ctx, "login-ip", ip_subject(ip), ctx.limits.login_ip)
-        await _spend(ctx, "login-email", subject, ctx.limits.login_email)
+    except TooManyRequests:
+        ctx.metrics.login_failures.labels("rate").inc()
+        raise
+    user = await ctx.db[USERS].find_one({"email": body.email})
+    device = ctx.devices.read(device_token)
+    if device is not None and (user is None or device.user_id != str(user["_id"])):
+        device = None  # a cookie of another account vouches for nothing here
+    if device is not None:
+        subject = device.subject
+        budgets = [("login-device", subject, ctx.limits.login_device)]
+    else:
+        subject = email_subject(body.email)
+        budgets = [
+            ("login-email-ip", email_ip_subject(body.email, ip), ctx.limits.login_email_ip),
+            ("login-email", subject, ctx.limits.login_email),
+        ]
+    try:
+        for bucket, who, rate in budgets:
+            await _spend(ctx, bucket, who, rate)
     except TooManyRequests:
         ctx.metrics.login_failures.labels("rate").inc()
         raise
@@ -141,9 +211,8 @@ async def login(ctx: RestContext, body: LoginBody, ip: str) -> Session:
             retry_after_s=locked_s,
             log_message=f"login locked for {subject}",
         )
-    user = await ctx.db[USERS].find_one({"email": body.email})
     stored = user.get("passwordHash") if user else None
-    ok = await asyncio.to_thread(ctx.passwords.verify, stored, body.password)
+    ok = await _verify(ctx, stored, body.password)
     if not ok or user is None:
         lock_s = await ctx.lockout.record_failure(subject)
         ctx.metrics.login_failures.labels("credentials").inc()
@@ -154,9 +223,9 @@ async def login(ctx: RestContext, body: LoginBody, ip: str) -> Session:
         )
     await ctx.lockout.clear(subject)
     if stored and ctx.passwords.needs_rehash(stored):
-        new_hash = await asyncio.to_thread(ctx.passwords.hash, body.password)
+        new_hash = await _hash(ctx, body.password)
         await ctx.db[USERS].update_one({"_id": user["_id"]}, {"$set": {"passwordHash": new_hash}})
-    return await _open_session(ctx, user)
+    return _with_device(ctx, await _open_session(ctx, user), device)
 
 
 async def refresh(ctx: RestContext, token: str | None) -> Session:

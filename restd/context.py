@@ -6,7 +6,8 @@ so tests build as many independent apps as they like (STYLE 9).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, field
 
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -19,6 +20,7 @@ from core.runtime import Stores
 from core.sessions import Authenticator
 from core.settings import Settings
 from core.tasks import TaskSender
+from restd.devices import DeviceTokens
 from restd.feed.metrics import FeedMetrics
 from restd.feed.service import FeedService
 from restd.metrics import RestMetrics
@@ -30,6 +32,8 @@ from restd.payments.service import PaymentsService
 class Limits:
     login_ip: Rate
     login_email: Rate
+    login_email_ip: Rate
+    login_device: Rate
     signup_ip: Rate
     user: Rate
 
@@ -38,6 +42,8 @@ class Limits:
         return cls(
             login_ip=Rate(s.rate_login_ip_count, s.rate_login_ip_window_s),
             login_email=Rate(s.rate_login_email_count, s.rate_login_email_window_s),
+            login_email_ip=Rate(s.rate_login_email_ip_count, s.rate_login_email_ip_window_s),
+            login_device=Rate(s.rate_login_device_count, s.rate_login_device_window_s),
             signup_ip=Rate(s.rate_signup_ip_count, s.rate_signup_ip_window_s),
             user=Rate(s.rate_user_count, s.rate_user_window_s),
         )
@@ -50,6 +56,7 @@ class RestContext:
     issuer: TokenIssuer
     authenticator: Authenticator
     passwords: PasswordHashing
+    devices: DeviceTokens
     limiter: RateLimiter
     lockout: Lockout
     limits: Limits
@@ -58,6 +65,15 @@ class RestContext:
     feed: FeedService
     # Queues Celery tasks (email notifications) after domain writes; never raises.
     tasks: TaskSender
+    # Proxies whose forwarded-address headers are believed (restd/handlers/base.py).
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(
+        default_factory=list
+    )
+
+    @property
+    def body_cap_bytes(self) -> int:
+        """The largest body any route takes: the server-wide bound (restd/app.py)."""
+        return body_cap_bytes(self.settings)
 
     @property
     def db(self) -> AsyncDatabase[Doc]:
@@ -88,7 +104,8 @@ class RestContext:
             stores=stores,
             issuer=issuer,
             authenticator=Authenticator(issuer, stores.redis, stores.keys),
-            passwords=PasswordHashing(),
+            passwords=PasswordHashing(s.password_hash_memory_budget_mib, s.password_hash_wait_s),
+            devices=DeviceTokens(s.jwt_secret, s.device_cookie_ttl_s),
             limiter=RateLimiter(stores.redis, stores.keys),
             lockout=Lockout(
                 stores.redis,
@@ -112,4 +129,9 @@ class RestContext:
             ),
             feed=FeedService(stores, FeedMetrics(metrics.registry)),
             tasks=tasks,
+            trusted_proxies=[ipaddress.ip_network(c, strict=False) for c in s.trusted_proxies],
         )
+
+
+def body_cap_bytes(s: Settings) -> int:
+    return max(s.auth_body_max_bytes, s.json_body_max_bytes, s.phonepe_webhook_body_max_bytes)

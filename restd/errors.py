@@ -78,6 +78,22 @@ class TooManyRequests(ApiError):
     message = "Too many requests; retry later."
 
 
+class PayloadTooLarge(ApiError):
+    """413: the body is over the route's limit; refused before it is read."""
+
+    status = 413
+    code = "payload_too_large"
+    message = "The request body is too large for this endpoint."
+
+
+class ServiceBusy(ApiError):
+    """503 with Retry-After: a bounded resource (password hashing) stayed full."""
+
+    status = 503
+    code = "busy"
+    message = "The service is busy; retry shortly."
+
+
 # Status codes Tornado raises itself (unknown method, oversized body, ...).
 HTTP_CODES: dict[int, str] = {
     400: "bad_request",
@@ -91,4 +107,5 @@ HTTP_CODES: dict[int, str] = {
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "rate_limited",
+    503: "busy",
 }

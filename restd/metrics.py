@@ -23,11 +23,28 @@ class RestMetrics:
         )
         self.login_failures = Counter(
             "restd_login_failures_total",
-            "Refused logins by reason (credentials, locked, rate)",
+            "Refused logins by reason (credentials, locked, rate, busy)",
             ["reason"],
             registry=registry,
         )
         self.signups = Counter("restd_signups_total", "Accounts created", registry=registry)
+        self.password_hashes = Counter(
+            "restd_password_hashes_total",
+            "argon2id runs (op: hash, verify), each holding its memory cost while it runs",
+            ["op"],
+            registry=registry,
+        )
+        self.password_hash_busy = Counter(
+            "restd_password_hash_busy_total",
+            "Requests refused (503) because no hashing slot freed up within the wait",
+            registry=registry,
+        )
+        self.body_refusals = Counter(
+            "restd_body_too_large_total",
+            "Requests refused (413) for a body over their route's limit",
+            ["route"],
+            registry=registry,
+        )
         self.refresh_reuse = Counter(
             "restd_refresh_reuse_total",
             "Refresh tokens presented again after rotation (family revoked)",

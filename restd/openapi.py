@@ -27,8 +27,19 @@ ERROR_TEXT = {
     403: "Refused (cross-site request, or an action only the other party may take)",
     404: "Not found, or not visible to the caller",
     409: "Conflicts with the current state",
+    413: "The body is over this route's limit (details.maxBytes); refused before it is read",
     422: "Validation failed; details lists the failing fields",
     429: "Rate limited; see Retry-After",
+    503: "Temporarily unavailable (for example, every password-hashing slot busy); see Retry-After",
+}
+# Methods whose requests may carry a body: each is bounded, so each may answer 413.
+BODY_METHODS = frozenset({"post", "put", "patch"})
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
@@ -114,6 +125,8 @@ def build_document(routes: Sequence[Route], title: str = "DevConnect restd") -> 
             codes = set(op.errors)
             if op.body is not None:
                 codes |= {400, 422}
+            if op.body is not None or method in BODY_METHODS:
+                codes.add(413)
             if op.query is not None:
                 codes.add(422)
             if op.auth:
@@ -125,6 +138,8 @@ def build_document(routes: Sequence[Route], title: str = "DevConnect restd") -> 
                     "description": ERROR_TEXT[code],
                     "content": _json(error_ref),
                 }
+                if code in (429, 503):
+                    responses[str(code)]["headers"] = RETRY_AFTER_HEADER
             operation: dict[str, Any] = {
                 "operationId": re.sub(r"[^A-Za-z0-9]+", "_", f"{method}{route.template}").strip(
                     "_"

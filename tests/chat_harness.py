@@ -32,7 +32,13 @@ class Chat:
 
     @property
     def http(self) -> str:
+        """The chat port over HTTP: /healthz and /readyz (not /metrics)."""
         return f"http://127.0.0.1:{self.settings.chatd_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """chatd's Prometheus endpoint, on chatd_metrics_port."""
+        return f"http://127.0.0.1:{self.settings.chatd_metrics_port}/metrics"
 
     @property
     def stores(self) -> Stores:
@@ -89,6 +95,7 @@ async def running_chatd(settings: Settings) -> AsyncIterator[Chat]:
         # Bounded, so a socket that will not close cannot hang the suite.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(running.server.close_all_connections(), 5)
+        await asyncio.wait_for(running.stop_metrics(), 5)
         await asyncio.wait_for(running.node.close(), 15)
         await asyncio.wait_for(running.node.stores.db.client.drop_database(settings.mongo_db), 15)
         await asyncio.wait_for(running.node.stores.close(), 15)

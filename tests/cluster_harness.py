@@ -35,7 +35,13 @@ class Node:
 
     @property
     def http(self) -> str:
+        """The node's chat port over HTTP: /healthz and /readyz (not /metrics)."""
         return f"http://127.0.0.1:{self.settings.chatd_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        """The node's Prometheus endpoint, on its own chatd_metrics_port."""
+        return f"http://127.0.0.1:{self.settings.chatd_metrics_port}/metrics"
 
     def start(self) -> None:
         proc = ManagedProcess(
@@ -98,7 +104,13 @@ async def running_cluster(base: Settings, workdir: Path, nodes: int = 2) -> Asyn
     stores = open_stores(base)
     members = []
     for i in range(nodes):
-        settings = base.model_copy(update={"chatd_port": free_port(), "node_id": f"node{i}"})
+        settings = base.model_copy(
+            update={
+                "chatd_port": free_port(),
+                "chatd_metrics_port": free_port(),
+                "node_id": f"node{i}",
+            }
+        )
         members.append(Node(settings, workdir / f"{base.mongo_db}-node{i}.log"))
     try:
         for node in members:

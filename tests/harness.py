@@ -78,6 +78,9 @@ def make_settings(services: Services, **overrides: object) -> Settings:
         "var_dir": services.workdir / name,
         "restd_port": free_port(),
         "chatd_port": free_port(),
+        # /metrics has a port of its own per service (core/web.py).
+        "restd_metrics_port": free_port(),
+        "chatd_metrics_port": free_port(),
         "node_id": name,
         "worker_metrics_port": 0,  # no exporter port clashes between test workers
         # Celery's own keys live in db 1 of the first shard, apart from the app's keys.

@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import orjson
-import tornado.httpserver
 from bson import ObjectId
 
 from chatd.inbox import Inbox
@@ -29,7 +28,7 @@ from core.ids import conversation_id
 from core.mongo import ensure_indexes
 from core.runtime import Stores, open_stores
 from core.settings import Settings
-from restd.app import make_app
+from restd.app import start_restd
 
 PASSWORD = "correct horse battery staple"
 _counter = itertools.count()
@@ -60,6 +59,17 @@ class Api:
     @property
     def origin(self) -> str:
         return self.settings.allowed_origins[0]
+
+    @property
+    def metrics_url(self) -> str:
+        """restd's Prometheus endpoint: its own port, not the API's."""
+        return f"http://127.0.0.1:{self.settings.restd_metrics_port}/metrics"
+
+    async def metrics(self) -> str:
+        async with httpx.AsyncClient(timeout=15.0) as http:
+            resp = await http.get(self.metrics_url)
+        resp.raise_for_status()
+        return resp.text
 
     def client(self, *, origin: str | None = None, **headers: str) -> httpx.AsyncClient:
         """A client with its own cookie jar; ``origin`` plays a browser page on that origin."""
@@ -185,8 +195,8 @@ async def _cleanup(stores: Stores, settings: Settings) -> None:
 async def running_restd(settings: Settings) -> AsyncIterator[Api]:
     stores = open_stores(settings)
     await ensure_indexes(stores.db)
-    server = tornado.httpserver.HTTPServer(make_app(stores))
-    server.listen(settings.restd_port, address="127.0.0.1")
+    # The server restd's main() runs: same body limits, timeouts and metrics port.
+    running = start_restd(stores)
     api = Api(f"http://127.0.0.1:{settings.restd_port}", settings, stores)
     try:
         yield api
@@ -194,8 +204,7 @@ async def running_restd(settings: Settings) -> AsyncIterator[Api]:
         await api.close_writer()
         for client in api.clients:
             await client.aclose()
-        server.stop()
-        await server.close_all_connections()
+        await running.stop()
         await _cleanup(stores, settings)
         await stores.close()
 
@@ -215,9 +224,7 @@ def restd_in_thread(settings: Settings) -> Iterator[str]:
     async def start() -> None:
         stores = open_stores(settings)
         await ensure_indexes(stores.db)
-        server = tornado.httpserver.HTTPServer(make_app(stores))
-        server.listen(settings.restd_port, address="127.0.0.1")
-        holder.update(stores=stores, server=server)
+        holder.update(stores=stores, running=start_restd(stores))
 
     def run() -> None:
         asyncio.set_event_loop(loop)
@@ -231,9 +238,7 @@ def restd_in_thread(settings: Settings) -> Iterator[str]:
         loop.run_forever()
 
     async def stop() -> None:
-        server = holder["server"]
-        server.stop()
-        await server.close_all_connections()
+        await holder["running"].stop()
         await _cleanup(holder["stores"], settings)
         await holder["stores"].close()
 

@@ -131,8 +131,8 @@ async def test_250_contacts_dropping_at_once_all_reach_the_user_as_offline(
             socket.abort()  # all at once, no goodbye
         await _wait_presence(me, set(contacts), "offline", 60)
         errors = {
-            **await _metric_values(chat.http, "chatd_bus_errors_total"),
-            **await _metric_values(chat.http, "chatd_store_errors_total"),
+            **await _metric_values(chat.metrics_url, "chatd_bus_errors_total"),
+            **await _metric_values(chat.metrics_url, "chatd_store_errors_total"),
         }
         assert errors == {}, f"Redis/Mongo errors during the drop: {errors}"
         await me.close()
@@ -165,10 +165,10 @@ async def test_2000_sockets_reconnecting_right_after_1000_dropped(
         assert len(second) == 2000
         assert all(c.hello["userId"] == u for c, u in zip(second, users, strict=True))
         node = cluster.nodes[0]
-        refusals = await _metric_values(node.http, "chatd_handshake_refusals_total")
+        refusals = await _metric_values(node.metrics_url, "chatd_handshake_refusals_total")
         errors = {
-            **await _metric_values(node.http, "chatd_bus_errors_total"),
-            **await _metric_values(node.http, "chatd_store_errors_total"),
+            **await _metric_values(node.metrics_url, "chatd_bus_errors_total"),
+            **await _metric_values(node.metrics_url, "chatd_store_errors_total"),
         }
         log = node.log_path.read_text(errors="replace")
         await asyncio.gather(*(c.close() for c in second))
@@ -201,7 +201,7 @@ async def test_a_store_hiccup_at_connect_is_a_clean_retryable_close(services: Se
                 await asyncio.wait_for(client.closed.wait(), 60)
                 outcome = f"closed {client.close_code}"
             assert outcome in ("closed 1013", "refused 503"), outcome
-            refusals = await _metric_values(chat.http, "chatd_handshake_refusals_total")
+            refusals = await _metric_values(chat.metrics_url, "chatd_handshake_refusals_total")
             assert sum(refusals.values()) >= 1
             # The store is back: the same client's retry is admitted.
             mongo = mongo_process(mongo_dir, port=port).start()
@@ -388,10 +388,13 @@ async def _connect_all(cluster: Any, users: list[str]) -> list[ChatClient]:
     return [r for r in results if isinstance(r, ChatClient)]
 
 
-async def _metric_values(base_url: str, name: str) -> dict[str, float]:
-    """Non-zero samples of one metric from the service's /metrics, by label set."""
+async def _metric_values(metrics_url: str, name: str) -> dict[str, float]:
+    """Non-zero samples of one metric from the service's metrics endpoint, by label set."""
     async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"{base_url}/metrics")).text
+        resp = await http.get(metrics_url)
+        # An endpoint that is not there must fail the test, not read as "no errors".
+        resp.raise_for_status()
+        text = resp.text
     values: dict[str, float] = {}
     for line in text.splitlines():
         match = re.match(rf"^{name}(\{{[^}}]*\}})?\s+(\S+)$", line)

@@ -72,7 +72,15 @@ class Launcher:
     def create(cls, workdir: Path) -> Launcher:
         ports = {
             name: free_port()
-            for name in ("restd", "chatd", "smtp", "phonepe_simulator", "worker_metrics")
+            for name in (
+                "restd",
+                "chatd",
+                "smtp",
+                "phonepe_simulator",
+                "worker_metrics",
+                "restd_metrics",
+                "chatd_metrics",
+            )
         }
         env = {
             k: v

@@ -200,7 +200,7 @@ async def refreshed(api: Api, client: httpx.AsyncClient) -> tuple[str, str]:
 
 
 async def reuse_count(api: Api) -> str:
-    metrics = (await api.client().get("/metrics")).text
+    metrics = await api.metrics()
     lines = metrics.splitlines()
     return next(line for line in lines if line.startswith("restd_refresh_reuse_total"))
 

@@ -163,7 +163,7 @@ async def test_variant_is_stable_per_user_and_counted(services: Services) -> Non
             f"/api/connection-requests/{sent}", json={"status": "accepted"}
         )
         assert answer.status_code == 200
-        metrics = (await api.client().get("/metrics")).text
+        metrics = await api.metrics()
         for name in ("profile_views", "requests", "accepts"):
             assert f'feed_{name}_total{{variant="{variant}"}} 1.0' in metrics, name
         assert f'feed_impressions_total{{variant="{variant}"}}' in metrics

@@ -16,7 +16,7 @@ from core.embedded import free_port, redis_process
 from core.mongo import INDEXES, ensure_indexes
 from core.runtime import open_stores
 from core.settings import DEV_JWT_SECRET, SettingsError, load_settings
-from restd.app import make_app
+from restd.app import make_app, start_restd
 from tests.harness import ROOT, Services, make_settings, settings_env
 
 GOOD_SECRET = "x" * 40
@@ -29,6 +29,12 @@ def production(**overrides: object) -> dict[str, object]:
         "mongo_url": "mongodb://db.example:27017",
         "redis_urls": ["redis://cache.example:6379/0"],
         "cookie_secure": True,
+        "allowed_origins": ["https://app.devconnect.example"],
+        "phonepe_base_url": "https://api.phonepe.com/apis/pg",
+        "phonepe_oauth_url": "https://api.phonepe.com/apis/identity-manager",
+        "payment_redirect_url": "https://app.devconnect.example/payments/{orderId}",
+        "phonepe_webhook_username": "devconnect-webhooks",
+        "phonepe_webhook_password": "w" * 24,
         "_env_file": None,
     }
     values.update(overrides)
@@ -48,6 +54,15 @@ def test_production_accepts_a_complete_configuration() -> None:
         ({"mongo_url": None}, "DEVCONNECT_MONGO_URL"),
         ({"redis_urls": []}, "DEVCONNECT_REDIS_URLS"),
         ({"cookie_secure": False}, "DEVCONNECT_COOKIE_SECURE"),
+        ({"allowed_origins": ["http://localhost:5173"]}, "DEVCONNECT_ALLOWED_ORIGINS"),
+        ({"allowed_origins": ["https://127.0.0.1:5173"]}, "DEVCONNECT_ALLOWED_ORIGINS"),
+        ({"allowed_origins": ["http://app.example"]}, "DEVCONNECT_ALLOWED_ORIGINS"),
+        ({"phonepe_base_url": "http://127.0.0.1:8090"}, "DEVCONNECT_PHONEPE_BASE_URL"),
+        ({"phonepe_oauth_url": "http://id.example"}, "DEVCONNECT_PHONEPE_OAUTH_URL"),
+        ({"payment_redirect_url": "http://x.example/{orderId}"}, "DEVCONNECT_PAYMENT_REDIRECT_URL"),
+        ({"phonepe_webhook_username": None}, "DEVCONNECT_PHONEPE_WEBHOOK_USERNAME"),
+        ({"phonepe_webhook_password": None}, "DEVCONNECT_PHONEPE_WEBHOOK_PASSWORD"),
+        ({"phonepe_webhook_password": "secret"}, "DEVCONNECT_PHONEPE_WEBHOOK_PASSWORD"),
     ],
 )
 def test_production_refuses_unsafe_settings(override: dict[str, object], named: str) -> None:
@@ -148,8 +163,7 @@ async def test_readyz_names_a_stopped_redis_shard_and_recovers(services: Service
         services, redis_urls=[services.redis_urls[0], f"redis://127.0.0.1:{port}/0"]
     )
     stores = open_stores(settings)
-    server = tornado.httpserver.HTTPServer(make_app(stores))
-    server.listen(settings.restd_port, address="127.0.0.1")
+    running = start_restd(stores)
     base = f"http://127.0.0.1:{settings.restd_port}"
     try:
         ok = await _get(base + "/readyz")
@@ -172,10 +186,12 @@ async def test_readyz_names_a_stopped_redis_shard_and_recovers(services: Service
         health = await _get(base + "/healthz")
         assert health.code == 200
         assert health.headers["X-Request-ID"]
-        metrics = await _get(base + "/metrics")
+        # The metrics are on their own port, not on the API's.
+        assert (await _get(base + "/metrics")).code == 404
+        metrics = await _get(f"http://127.0.0.1:{settings.restd_metrics_port}/metrics")
         assert b"process_cpu_seconds_total" in metrics.body
     finally:
-        server.stop()
+        await running.stop()
         await stores.close()
         shard.stop()
 

@@ -79,3 +79,40 @@ def test_overlays_render_and_validate(overlay: str) -> None:
     secrets = [d for d in docs if d["kind"] == "Secret"]
     # Production references a Secret made outside the repo; only dev generates one.
     assert bool(secrets) == (overlay == "dev")
+
+
+def test_metrics_are_scraped_on_their_own_ports_never_the_public_ones() -> None:
+    """ConfigMap, containers, annotations, headless Services and Prometheus agree."""
+    docs = base_docs()
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    wanted = {
+        "restd": int(config["DEVCONNECT_RESTD_METRICS_PORT"]),
+        "chatd": int(config["DEVCONNECT_CHATD_METRICS_PORT"]),
+        "worker": int(config["DEVCONNECT_WORKER_METRICS_PORT"]),
+    }
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    scraped = {
+        job["job_name"]: job["dns_sd_configs"][0]["port"]
+        for job in prometheus["scrape_configs"]
+        if "dns_sd_configs" in job
+    }
+    for app, port in wanted.items():
+        template = deployments[app]["spec"]["template"]
+        [container] = template["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["metrics"] == port, app
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port), app
+        [service_port] = services[f"{app}-metrics"]["spec"]["ports"]
+        assert service_port["port"] == port and service_port["targetPort"] == "metrics", app
+        assert scraped[app] == port, app
+    # The public Services reach the API and the chat socket, not the metrics.
+    for app in ("restd", "chatd"):
+        for port in services[app]["spec"]["ports"]:
+            assert port["targetPort"] != "metrics", app
+    local = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.local.yml").read_text())
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"][0] for job in local["scrape_configs"]
+    }
+    assert targets == {app: f"127.0.0.1:{port}" for app, port in wanted.items()}

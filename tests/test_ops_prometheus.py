@@ -116,9 +116,10 @@ def stack(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def _targets(settings: Settings) -> dict[str, str]:
+    """Each service's metrics port: never the public API or chat port."""
     return {
-        "restd": f"127.0.0.1:{settings.restd_port}",
-        "chatd": f"127.0.0.1:{settings.chatd_port}",
+        "restd": f"127.0.0.1:{settings.restd_metrics_port}",
+        "chatd": f"127.0.0.1:{settings.chatd_metrics_port}",
         "worker": f"127.0.0.1:{settings.worker_metrics_port}",
     }
 

@@ -95,7 +95,7 @@ async def test_pay_grants_membership_badge_and_quota_then_paying_again_extends(
                 days=365
             )
 
-            text = (await api.client().get("/metrics")).text
+            text = await api.metrics()
             assert metric(text, "payments_orders_total", outcome="created") == 2
             assert metric(text, "payments_orders_total", outcome="completed") == 2
             assert metric(text, "payments_webhooks_total", result="applied") == 2
@@ -126,7 +126,7 @@ async def test_a_failed_payment_grants_nothing(services: Services, tmp_path: Pat
         assert (await alice.http.get("/api/me")).json()["membership"] is None
         user = await api.stores.db[USERS].find_one({"_id": ObjectId(alice.id)})
         assert user is not None and "membershipVersion" not in user
-        text = (await api.client().get("/metrics")).text
+        text = await api.metrics()
         assert metric(text, "payments_orders_total", outcome="failed") == 1
         assert metric(text, "payments_success_ratio") == 0.0
 

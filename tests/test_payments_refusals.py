@@ -79,7 +79,7 @@ async def test_webhooks_refused_before_any_state_change(services: Services, tmp_
         assert (await signed.post(url, json=attempt)).json() == {"result": "ignored"}
         await untouched(api, alice, order["orderId"])
 
-        text = (await api.client().get("/metrics")).text
+        text = await api.metrics()
         assert metric(text, "payments_webhooks_total", result="rejected_auth") == 4
         assert metric(text, "payments_webhooks_total", result="rejected_amount") == 1
         assert metric(text, "payments_webhooks_total", result="rejected_unknown_order") == 1
@@ -169,7 +169,7 @@ async def test_a_provider_failure_answers_502_and_leaves_the_order_failed(
         assert doc["providerPayload"]["httpStatus"] == 503
         assert (await alice.http.get(f"/api/payments/{order_id}")).json()["status"] == "FAILED"
         assert (await sim.stats())["calls.pay"] == 2
-        text = (await api.client().get("/metrics")).text
+        text = await api.metrics()
         assert metric(text, "payments_orders_total", outcome="provider_error") == 1
         # The provider is back: the next attempt works.
         assert (await _create(alice, {"plan": "pro-monthly"})).status_code == 201

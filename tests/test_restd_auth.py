@@ -101,7 +101,7 @@ async def test_login_failure_never_tells_whether_the_email_exists(services: Serv
         assert wrong.json() == unknown.json()
         assert "set-cookie" not in wrong.headers
 
-        metrics = (await client.get("/metrics")).text
+        metrics = await api.metrics()
         assert 'restd_login_failures_total{reason="credentials"} 2.0' in metrics
         assert "restd_signups_total 1.0" in metrics
         assert (
@@ -190,7 +190,7 @@ async def test_refresh_rotates_and_reuse_of_an_old_token_revokes_the_family(
         # The whole family is revoked: the legitimate latest token no longer works either.
         assert_error(await browser.post("/api/auth/refresh"), 401, "invalid_refresh")
         assert (await other_device.post("/api/auth/refresh")).status_code == 200
-        metrics = (await api.client().get("/metrics")).text
+        metrics = await api.metrics()
         assert "restd_refresh_reuse_total 1.0" in metrics
 
 

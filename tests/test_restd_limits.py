@@ -64,7 +64,7 @@ async def test_login_lockout_grows_and_hides_whether_the_email_exists(services: 
         second_lock = retry_after(await client.post("/api/auth/login", json=good))
         assert second_lock > first_lock
 
-        metrics = (await client.get("/metrics")).text
+        metrics = await api.metrics()
         assert 'restd_login_failures_total{reason="locked"} 3.0' in metrics
 
 

@@ -30,7 +30,17 @@ def test_document_is_openapi_3_1_generated_from_the_models() -> None:
     assert {"SignupBody", "AuthResult", "ErrorBody", "MessagePage", "ProfilePatch"} <= set(schemas)
     signup = doc["paths"]["/api/auth/signup"]["post"]
     assert signup["security"] == []
-    assert set(signup["responses"]) == {"201", "400", "403", "409", "422", "429"}
+    assert set(signup["responses"]) == {"201", "400", "403", "409", "413", "422", "429", "503"}
+    # Every limit is documented with its wait; every bounded body with its refusal.
+    assert set(signup["responses"]["429"]["headers"]) == {"Retry-After"}
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            if "requestBody" in operation or method in ("post", "put", "patch"):
+                assert "413" in responses, (method, path)
+            for code in ("429", "503"):
+                if code in responses:
+                    assert "Retry-After" in responses[code]["headers"], (method, path, code)
     history = doc["paths"]["/api/conversations/{conversation_id}/messages"]["get"]
     assert {p["name"] for p in history["parameters"]} == {"conversation_id", "limit", "before"}
     assert {"bearerAuth": []} in history["security"]

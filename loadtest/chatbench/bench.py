@@ -101,6 +101,7 @@ class Stack:
     chatds: list[ManagedProcess] = field(default_factory=list)
     redis: list[ManagedProcess] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)
+    metrics_ports: dict[int, int] = field(default_factory=dict)  # node -> its metrics port
 
     @property
     def chatd(self) -> ManagedProcess:
@@ -129,24 +130,52 @@ class Stack:
         )
         settings = settings.model_copy(update=self.overrides)
         for i in range(self.nodes):
-            node = settings.model_copy(update={"chatd_port": free_port(), "node_id": f"bench{i}"})
-            env = {k: v for k, v in os.environ.items() if not k.startswith("DEVCONNECT_")}
-            env.update(settings_to_env(node))
-            env["PYTHONPATH"] = str(ROOT)
-            chatd = ManagedProcess(
-                f"chatd{i}",
-                [sys.executable, "-m", "core.cli", "chatd"],
-                node.chatd_port,
-                self.workdir / f"chatd{i}.log",
-                env,
-            ).start()
-            assert chatd.pid
-            _pin(chatd.pid, SERVER_CORE)
+            chatd = self._start_chatd(settings, i)
             self.chatds.append(chatd)
             self.processes.append(chatd)
-            self.ports.append(node.chatd_port)
+            self.ports.append(chatd.port)
         self.settings = settings
         return settings
+
+    def _start_chatd(self, settings: Settings, i: int) -> ManagedProcess:
+        node = settings.model_copy(
+            update={
+                "chatd_port": free_port(),
+                # Metrics are served on their own port, one per node.
+                "chatd_metrics_port": free_port(),
+                "node_id": f"bench{i}",
+            }
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEVCONNECT_")}
+        env.update(settings_to_env(node))
+        env["PYTHONPATH"] = str(ROOT)
+        chatd = ManagedProcess(
+            f"chatd{i}",
+            [sys.executable, "-m", "core.cli", "chatd"],
+            node.chatd_port,
+            self.workdir / f"chatd{i}.log",
+            env,
+        ).start()
+        assert chatd.pid
+        _pin(chatd.pid, SERVER_CORE)
+        self.metrics_ports[i] = node.chatd_metrics_port
+        return chatd
+
+    def restart_chatd(self, i: int = 0) -> ManagedProcess:
+        """Node i in a new process (cold caches) on the same store, Redis and node id.
+
+        The old process gets SIGTERM, so it drains and flushes its counts before
+        it exits (SIGKILL only if it outlives ManagedProcess.stop's bound).
+        """
+        assert self.settings is not None, "start() first"
+        old = self.chatds[i]
+        old.stop(signal.SIGTERM)
+        self.processes.remove(old)
+        chatd = self._start_chatd(self.settings, i)
+        self.chatds[i] = chatd
+        self.processes.append(chatd)
+        self.ports[i] = chatd.port
+        return chatd
 
     def urls(self) -> list[str]:
         return [f"ws://127.0.0.1:{port}/ws" for port in self.ports]
@@ -352,7 +381,7 @@ async def run_load(
         nodes_cpu1, store_cpu1, redis_cpu1 = stack.cpu_seconds()
         gen_cpu = time.process_time() - gen_cpu0
         commands = await stack.redis_commands()
-        persist = _persist_histogram(stack.ports[0])
+        persist = _persist_histogram(stack.metrics_ports[0])
         for client in clients:
             client.conn.close()
         acked = max(1, len(load.acked))

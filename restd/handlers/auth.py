@@ -11,14 +11,31 @@ from restd.openapi import Operation
 
 TAG = "auth"
 REFRESH_COOKIE_PATH = "/api/auth"
+# The device cookie vouches only for logins; no other route ever reads it.
+DEVICE_COOKIE_PATH = "/api/auth/login"
 
 
 class SessionHandler(ApiHandler):
-    """Sets and clears the two HttpOnly session cookies."""
+    """Sets and clears the two HttpOnly session cookies (and the device cookie)."""
+
+    def max_body_bytes(self) -> int:
+        # Unauthenticated routes: a few KiB are all a name, an email and a password need.
+        return self.ctx.settings.auth_body_max_bytes
 
     def set_session_cookies(self, session: Session) -> None:
         s = self.ctx.settings
         samesite = s.cookie_samesite.capitalize()
+        if session.device_token is not None:
+            # Kept across logouts on purpose: it names a device, not a session.
+            self.set_cookie(
+                s.device_cookie_name,
+                session.device_token,
+                path=DEVICE_COOKIE_PATH,
+                httponly=True,
+                secure=s.cookie_secure,
+                samesite=samesite,
+                max_age=s.device_cookie_ttl_s,
+            )
         self.set_cookie(
             s.access_cookie_name,
             session.access_token,
@@ -66,13 +83,13 @@ class SignupHandler(SessionHandler):
             status=201,
             body=SignupBody,
             auth=False,
-            errors=(403, 409, 429),
+            errors=(403, 409, 429, 503),
         )
     }
 
     async def post(self) -> None:
         body = self.parse_body(SignupBody)
-        session = await accounts.signup(self.ctx, body, self.request.remote_ip or "unknown")
+        session = await accounts.signup(self.ctx, body, self.client_ip)
         self.write_session(session, 201)
 
 
@@ -85,13 +102,14 @@ class LoginHandler(SessionHandler):
             AuthResult,
             body=LoginBody,
             auth=False,
-            errors=(401, 403, 429),
+            errors=(401, 403, 429, 503),
         )
     }
 
     async def post(self) -> None:
         body = self.parse_body(LoginBody)
-        session = await accounts.login(self.ctx, body, self.request.remote_ip or "unknown")
+        device = self.get_cookie(self.ctx.settings.device_cookie_name)
+        session = await accounts.login(self.ctx, body, self.client_ip, device)
         self.write_session(session, 200)
 
 

@@ -1,8 +1,21 @@
-"""The base of every restd handler: one error shape, CORS, CSRF, auth, parsing, metrics."""
+"""The base of every restd handler: one error shape, CORS, CSRF, auth, parsing, metrics.
+
+Bodies are streamed (``stream_request_body``): ``prepare`` runs as soon as the
+headers are in, before any of the body is read, so a body over the route's
+limit (``max_body_bytes``) is refused with 413 from its Content-Length without
+being read, and one sent without a length (chunked) is counted as it arrives
+and refused the moment it passes the limit. Nothing past the limit is kept.
+
+The client's address is the socket's peer, unless that peer is a trusted proxy
+(``trusted_proxies``): then it is the right-most address of X-Forwarded-For that
+is not itself a trusted proxy (``client_address``).
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -10,6 +23,7 @@ from urllib.parse import urlsplit
 import orjson
 import tornado.web
 from pydantic import BaseModel, ValidationError
+from tornado.http1connection import HTTP1Connection
 
 from core.auth import TokenError
 from core.ids import is_object_id
@@ -21,6 +35,7 @@ from restd.errors import (
     BadRequest,
     Forbidden,
     NotFound,
+    PayloadTooLarge,
     TooManyRequests,
     Unauthorized,
     ValidationFailed,
@@ -64,6 +79,49 @@ def validate(model: type[M], data: Any) -> M:
         raise ValidationFailed(details=validation_details(exc)) from None
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _address(text: str) -> Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def client_address(
+    peer: str, forwarded_for: str | None, real_ip: str | None, trusted: Iterable[Network]
+) -> str:
+    """The client's address: the peer, or what a trusted proxy in front says it is.
+
+    Only a peer inside a trusted range is believed. X-Forwarded-For is read from
+    the right (each proxy appends the address it saw): the first address that is
+    not a trusted proxy is the client; the entries left of it are whatever the
+    client chose to send. X-Real-IP stands in when there is no X-Forwarded-For.
+    """
+    networks = list(trusted)
+
+    def is_trusted(address: Address) -> bool:
+        return any(address in network for network in networks)
+
+    peer_address = _address(peer)
+    if peer_address is None or not is_trusted(peer_address):
+        return peer
+    hops = [h for h in (forwarded_for or "").split(",") if h.strip()]
+    if not hops and real_ip:
+        hops = [real_ip]
+    client = peer_address
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            break  # not an address: the proxy nearest it is as far as we can see
+        client = address
+        if not is_trusted(address):
+            break
+    return str(client)
+
+
 def origin_of(url: str) -> str | None:
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
@@ -71,6 +129,7 @@ def origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+@tornado.web.stream_request_body
 class ApiHandler(BaseHandler):
     operations: ClassVar[dict[str, Operation]] = {}
     # False for endpoints that never read the session cookies (signup, login): a
@@ -80,18 +139,89 @@ class ApiHandler(BaseHandler):
     ctx: RestContext
     route: str
     user_id: str | None = None
+    client_ip: str = "unknown"
 
     def initialize(self, ctx: RestContext, route: str) -> None:
         self.ctx = ctx
         self.route = route
+        self._body = bytearray()
+        self._body_limit = 0
+        self._body_refused = False
 
     # -- request set-up ---------------------------------------------------------
 
     def prepare(self) -> None:
         super().prepare()
+        self.client_ip = client_address(
+            self.request.remote_ip or "unknown",
+            self.request.headers.get("X-Forwarded-For"),
+            self.request.headers.get("X-Real-IP"),
+            self.ctx.trusted_proxies,
+        )
+        # What xheaders did, but only on a trusted proxy's word: access logs and
+        # anything else reading remote_ip see the client, not the ingress.
+        self.request.remote_ip = self.client_ip
         self._set_cors_headers()
+        self._limit_body()
         if self.request.method in UNSAFE_METHODS:
             self._check_csrf()
+
+    # -- the body ---------------------------------------------------------------
+
+    def max_body_bytes(self) -> int:
+        """This route's body limit; JSON routes take the default."""
+        return self.ctx.settings.json_body_max_bytes
+
+    def _limit_body(self) -> None:
+        """Refuse a declared oversized body unread; bound and time the read of the rest."""
+        limit = self._body_limit = self.max_body_bytes()
+        declared = self._declared_length()
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):
+            connection.set_body_timeout(self.ctx.settings.http_body_timeout_s)
+            # Tornado checks its own limit first and answers a bare 400. Raised to
+            # the declared length when refusing (the body is then skipped, not kept,
+            # until the 413 is written and the connection closed); for a body
+            # without a length, the server's cap, so that ours (413) acts first.
+            if declared is not None:
+                connection.set_max_body_size(max(declared, limit))
+            else:
+                connection.set_max_body_size(max(limit, self.ctx.body_cap_bytes))
+        if declared is not None and declared > limit:
+            raise self._too_large(declared)
+
+    def _declared_length(self) -> int | None:
+        value = self.request.headers.get("Content-Length")
+        if value is None:
+            return None
+        try:
+            return int(value.split(",")[0].strip())
+        except ValueError:
+            return None  # Tornado refuses it as malformed when it reads the body
+
+    def _too_large(self, size: int) -> PayloadTooLarge:
+        self.ctx.metrics.body_refusals.labels(self.route).inc()
+        return PayloadTooLarge(
+            details={"maxBytes": self._body_limit},
+            log_message=f"body of {size}+ bytes over the {self._body_limit}-byte limit",
+        )
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._body_refused:
+            return  # Tornado skips what still arrives until the connection closes
+        if len(self._body) + len(chunk) > self._body_limit:
+            error = self._too_large(len(self._body) + len(chunk))
+            self._body_refused = True
+            self._body.clear()
+            self.log_exception(type(error), error, None)
+            self.send_error(error.status, exc_info=(type(error), error, None))
+            return
+        self._body.extend(chunk)
+
+    @property
+    def body(self) -> bytes:
+        """The request body, read whole (and within the limit) before the method runs."""
+        return bytes(self._body)
 
     @property
     def allowed_origins(self) -> set[str]:
@@ -185,7 +315,7 @@ class ApiHandler(BaseHandler):
     # -- input and output -------------------------------------------------------
 
     def parse_body(self, model: type[M]) -> M:
-        raw = self.request.body
+        raw = self.body
         try:
             data = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError:

@@ -43,6 +43,10 @@ class UnsubscribeHandler(ApiHandler):
         ),
     }
 
+    def max_body_bytes(self) -> int:
+        # RFC 8058's body is "List-Unsubscribe=One-Click"; this route needs no more.
+        return self.ctx.settings.auth_body_max_bytes
+
     def _check_csrf(self) -> None:
         """No cookie authenticates this endpoint, so there is no session to forge a request in."""
 

@@ -12,7 +12,7 @@ from restd.payments.models import (
     WebhookAck,
 )
 from restd.payments.service import PaymentsService
-from restd.payments.webhook import handle_webhook
+from restd.payments.webhook import authorize_webhook, handle_webhook
 
 TAG = "payments"
 
@@ -62,9 +62,19 @@ class WebhookHandler(PaymentsHandler):
         )
     }
 
+    def max_body_bytes(self) -> int:
+        return self.ctx.settings.phonepe_webhook_body_max_bytes
+
+    def prepare(self) -> None:
+        super().prepare()
+        # Checked as soon as the headers are in: a caller without the credentials
+        # is refused before its body is read at all.
+        if self.request.method == "POST":
+            authorize_webhook(self.payments, self.request.headers.get("Authorization"))
+
     async def post(self) -> None:
         authorization = self.request.headers.get("Authorization")
-        self.write_model(await handle_webhook(self.payments, authorization, self.request.body))
+        self.write_model(await handle_webhook(self.payments, authorization, self.body))
 
 
 class PaymentHandler(PaymentsHandler):

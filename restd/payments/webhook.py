@@ -56,9 +56,8 @@ def webhook_authorized(header: str | None, username: str, password: str) -> bool
     return hmac.compare_digest(header.strip().lower().encode("utf-8", "replace"), expected)
 
 
-async def handle_webhook(
-    service: PaymentsService, authorization: str | None, raw: bytes
-) -> WebhookAck:
+def authorize_webhook(service: PaymentsService, authorization: str | None) -> None:
+    """Refuse (401) unless the webhook credentials are configured and the header matches."""
     s = service.settings
     username, password = s.phonepe_webhook_username, s.phonepe_webhook_password
     if not (username and password and s.phonepe_merchant_id):
@@ -75,6 +74,13 @@ async def handle_webhook(
             code="invalid_signature",
             log_message="webhook with a missing or wrong Authorization",
         )
+
+
+async def handle_webhook(
+    service: PaymentsService, authorization: str | None, raw: bytes
+) -> WebhookAck:
+    authorize_webhook(service, authorization)
+    s = service.settings
     try:
         data = orjson.loads(raw)
         envelope = WebhookEnvelope.model_validate(data)
