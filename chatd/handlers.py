@@ -12,15 +12,19 @@ import logging
 import time
 
 from pymongo.errors import PyMongoError
+from redis.exceptions import RedisError
 
 from chatd.node import Node
 from chatd.session import Session
 from chatd.store import PersistError, TempIdReused
+from core.auth import TokenError
 from core.ids import conversation_members, parse_object_id
 from proto import frames
 from proto.cursor import Cursor
 from proto.errors import Disconnect, ErrorCode, ProtocolError
 from proto.models import (
+    Auth,
+    AuthFrame,
     MessageRead,
     MessageReadFrame,
     PingFrame,
@@ -50,6 +54,8 @@ async def dispatch(node: Node, session: Session, raw: bytes | str) -> None:
             await handle_sync(node, session, frame.data)
         elif isinstance(frame, PingFrame):
             session.send(frames.pong(int(time.time() * 1000)))
+        elif isinstance(frame, AuthFrame):
+            await handle_auth(node, session, frame.data)
     except ProtocolError as exc:
         node.metrics.errors.labels(exc.code.value).inc()
         if exc.code is not ErrorCode.RATE_LIMITED:  # a flood must not become a log flood
@@ -105,6 +111,26 @@ async def handle_private_message(
             )
         )
     # Otherwise the node's fan-out has already delivered it and acked this session.
+
+
+async def handle_auth(node: Node, session: Session, data: Auth) -> None:
+    """A fresh access token for this socket: it then lives until the new expiry."""
+    if not node.auth_limits.allow(session.user_id):
+        node.metrics.rate_limited.labels("auth").inc()
+        raise ProtocolError(ErrorCode.RATE_LIMITED, "too many auth frames; slow down")
+    try:
+        claims = await node.authenticator.authenticate(data.token)
+    except TokenError:
+        raise ProtocolError(
+            ErrorCode.UNAUTHENTICATED, "token invalid, expired or revoked; the socket keeps its own"
+        ) from None
+    except (RedisError, OSError):
+        raise ProtocolError(ErrorCode.UNAVAILABLE, "could not check the token; retry") from None
+    if claims.user_id != session.user_id:
+        raise ProtocolError(ErrorCode.UNAUTHENTICATED, "that token is for another user")
+    session.token_issued_at_ms = claims.issued_at_ms
+    session.token_expires_at_s = claims.expires_at
+    session.send(frames.auth_ok(claims.expires_at))
 
 
 async def handle_typing(node: Node, session: Session, data: Typing) -> None:

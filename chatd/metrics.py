@@ -115,6 +115,11 @@ class ChatMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
+        self.tokens_expired = Counter(
+            "chatd_tokens_expired_total",
+            "Sockets closed (4002) because their access token expired without renewal",
+            registry=registry,
+        )
         self.loop_lag = Histogram(
             "chatd_loop_lag_seconds",
             "How late a periodic timer fires: time the event loop was busy elsewhere",

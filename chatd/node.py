@@ -35,7 +35,7 @@ from chatd.presence import Presence
 from chatd.router import RedisRouter, Router
 from chatd.session import Session
 from chatd.store import MessageStore, Skipped, StoredMessage
-from core.auth import TokenIssuer
+from core.auth import JWT_LEEWAY_S, TokenIssuer
 from core.ids import parse_object_id
 from core.mongo import USERS
 from core.relations import connections_of
@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 # After announcing that this node holds a user another node also holds: time for
 # that node to hear it, after which the user's sockets read the store once.
 HOLDER_SETTLE_S = 0.5
+AUTH_RATE_PER_S = 1.0
+AUTH_BURST = 10
+# The signature check's leeway: a clock a little ahead of the issuer's does not cut a
+# socket short.
+TOKEN_EXPIRY_LEEWAY_S = JWT_LEEWAY_S
 # How often the event loop's lag is sampled (chatd_loop_lag_seconds).
 LOOP_LAG_PERIOD_S = 0.1
 # Shutdown waits at most this long for background work to notice its cancellation.
@@ -103,6 +108,8 @@ class Node:
         )
         self.message_limits = TokenBuckets(settings.msg_rate_per_s, settings.msg_burst)
         self.typing_limits = TokenBuckets(settings.typing_rate_per_s, settings.typing_burst)
+        # Renewing a token is rare (once per token lifetime per socket).
+        self.auth_limits = TokenBuckets(AUTH_RATE_PER_S, AUTH_BURST)
         self.draining = False
         # Bounds the sockets being opened at once (hello's reads); the rest queue.
         self._admission = asyncio.Semaphore(settings.hello_concurrency)
@@ -126,6 +133,7 @@ class Node:
         self.offline.start()
         self._spawn(self._presence_loop())
         self._spawn(self._watch_loop_lag())
+        self._spawn(self._expire_tokens())
         await self.router.start()
         self.presence.start_heartbeat(
             self.hub.users,
@@ -199,12 +207,18 @@ class Node:
                 # this read is published after it, so it reaches us; one before it is
                 # inside the cursor. (A node's cache could miss other nodes' commits.)
                 cursor = await self.store.committed_head(user, fresh=True)
+                # A logout-all between the handshake's check and the subscription
+                # published its message before we listened: check again.
+                revoked = await self.authenticator.is_revoked(user, session.token_issued_at_ms)
             except BaseException:
                 subscribed.cancel()
                 self._abandon(session)
                 raise
-        if _closed(session):
+        if _closed(session) or revoked:
             self._abandon(session)  # closed while opening: it never counted as open
+            if revoked:
+                self.metrics.handshake_refusals.labels("revoked").inc()
+                session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
             return
         # The first message to each contact then needs no store read of its own.
         self.permissions.prime(user, contacts)
@@ -220,6 +234,7 @@ class Node:
                     frames.presence_data(c, "online" if on else "offline", seen)
                     for c, (on, seen) in statuses.items()
                 ],
+                session.token_expires_at_s or None,
             ),
             cursor,
         )
@@ -373,10 +388,38 @@ class Node:
             session.verify_soon()
 
     def _refresh_holders(self, holders: dict[str, set[str]]) -> None:
-        """From the heartbeat: who else holds our users (dead nodes' claims have expired)."""
+        """From the heartbeat: who else holds our users (dead nodes' claims have expired).
+
+        The same slice of users has its revocations checked: a logout-all whose
+        bus message was lost still closes their sockets within one heartbeat period.
+        """
         for user, others in holders.items():
             if self.hub.has_user(user):
                 self._remote[user] = others
+        self._spawn(self._check_revocations(list(holders)))
+
+    async def _check_revocations(self, users: list[str]) -> None:
+        try:
+            for user in users:
+                for session in self.hub.sessions(user):
+                    if await self.authenticator.is_revoked(user, session.token_issued_at_ms):
+                        session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
+        except (RedisError, OSError) as exc:
+            self.metrics.bus_errors.labels("revocation-check").inc()
+            log.warning("revocation check failed: %s", exc)
+
+    async def _expire_tokens(self) -> None:
+        """Close sockets whose access token expired without an `auth` frame renewing it."""
+        while True:
+            await asyncio.sleep(self.settings.token_check_interval_s)
+            now_s = time.time()
+            for session in list(self.hub.all_sessions()):
+                expires = session.token_expires_at_s
+                if expires and now_s > expires + TOKEN_EXPIRY_LEEWAY_S:
+                    self.metrics.tokens_expired.inc()
+                    session.disconnect(
+                        CloseCode.TOKEN_EXPIRED, "access token expired: reconnect with a fresh one"
+                    )
 
     def _needs_publish(self, user_id: str, local: list[Session]) -> bool:
         """Local first; publish only if the user may have sockets on another node."""

@@ -57,9 +57,15 @@ class Session:
         shed_ratio: float,
         metrics: ChatMetrics,
         catch_up: CatchUp,
+        token_issued_at_ms: int = 0,
+        token_expires_at_s: int = 0,
     ) -> None:
         self.id = secrets.token_hex(8)
         self.user_id = user_id
+        # The access token this socket stands on: logout-all revokes tokens issued
+        # up to a time, and the socket closes at expiry unless `auth` renews it.
+        self.token_issued_at_ms = token_issued_at_ms
+        self.token_expires_at_s = token_expires_at_s
         self.codec = codec
         self.transport = transport
         self.out_buffer_max = out_buffer_max

@@ -111,6 +111,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             shed_ratio=settings.out_buffer_shed_ratio,
             metrics=self.node.metrics,
             catch_up=self.node.catch_up,
+            token_issued_at_ms=self.claims.issued_at_ms,
+            token_expires_at_s=self.claims.expires_at,
         )
         try:
             await self.node.open_session(self.session)

@@ -26,13 +26,17 @@ class Authenticator:
         if not token:
             raise TokenError("missing token")
         claims = self.issuer.verify_access(token)
+        if await self.is_revoked(claims.user_id, claims.issued_at_ms):
+            raise TokenError("token revoked")
+        return claims
+
+    async def is_revoked(self, user_id: str, issued_at_ms: int) -> bool:
+        """Whether logout-all has revoked a token of user_id issued at issued_at_ms."""
         if self._revocations is None:
             # Created on first use, inside the running loop the loader schedules on.
             self._revocations = DataLoader(self._load_revocations, cache=False, max_batch_size=500)
-        revoked = await self._revocations.load(claims.user_id)
-        if revoked is not None and claims.issued_at_ms <= revoked:
-            raise TokenError("token revoked")
-        return claims
+        revoked = await self._revocations.load(user_id)
+        return revoked is not None and issued_at_ms <= revoked
 
     async def _load_revocations(self, user_ids: list[str]) -> list[int | None]:
         """One MGET per shard for every check queued in the same loop turn: a

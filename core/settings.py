@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     hello_concurrency: int = Field(default=32, ge=1)
     # hello waits this long for the user's Redis subscription (then goes on degraded).
     hello_subscribe_timeout_s: float = Field(default=2.0, gt=0)
+    # How often chatd closes sockets whose token expired without an `auth` renewal.
+    token_check_interval_s: float = Field(default=5.0, gt=0)
     presence_grace_s: float = 3.0
     presence_ttl_s: float = 30.0
     connection_cache_ttl_s: float = 60.0

@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     TEMP_ID_REUSED = "temp-id-reused"  # this tempId was used before for another recipient
     RATE_LIMITED = "rate-limited"  # over the per-user message budget; nothing stored
     UNAVAILABLE = "unavailable"  # the store could not persist; retry with the same tempId
+    UNAUTHENTICATED = "unauthenticated"  # an `auth` token that is invalid, expired or not yours
     INTERNAL = "internal"
 
 
@@ -39,6 +40,7 @@ class CloseCode(IntEnum):
     # reconnect (with backoff) and sync.
     TRY_AGAIN_LATER = 1013
     LOGGED_OUT = 4001  # logout-all revoked this session's token
+    TOKEN_EXPIRED = 4002  # the socket's access token expired without an `auth` frame renewing it
 
 
 class ProtocolError(Exception):

@@ -10,6 +10,7 @@ TYPING: Final = "typing"
 MESSAGE_READ: Final = "message-read"
 SYNC: Final = "sync"
 PING: Final = "ping"
+AUTH: Final = "auth"  # a fresh access token for this socket, before the current one expires
 
 # server -> client
 HELLO: Final = "hello"
@@ -22,8 +23,9 @@ PONG: Final = "pong"
 ERROR: Final = "error"
 CONNECTION_REQUEST: Final = "connection-request"
 CONNECTION_ACCEPTED: Final = "connection-accepted"
+AUTH_OK: Final = "auth-ok"
 
-CLIENT_EVENTS: Final = frozenset({PRIVATE_MESSAGE, TYPING, MESSAGE_READ, SYNC, PING})
+CLIENT_EVENTS: Final = frozenset({PRIVATE_MESSAGE, TYPING, MESSAGE_READ, SYNC, PING, AUTH})
 
 # Frames a server may shed under backpressure; chat frames are never shed.
 EPHEMERAL_EVENTS: Final = frozenset({TYPING, PRESENCE})

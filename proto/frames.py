@@ -25,18 +25,19 @@ def hello(
     cursor: str,
     unread: int,
     presence: list[dict[str, Any]],
+    token_expires_at_s: int | None = None,
 ) -> Frame:
-    return frame(
-        events.HELLO,
-        {
-            "userId": user_id,
-            "sessionId": session_id,
-            "serverTime": server_time_ms,
-            "cursor": cursor,
-            "unreadCount": unread,
-            "presence": presence,
-        },
-    )
+    data: dict[str, Any] = {
+        "userId": user_id,
+        "sessionId": session_id,
+        "serverTime": server_time_ms,
+        "cursor": cursor,
+        "unreadCount": unread,
+        "presence": presence,
+    }
+    if token_expires_at_s is not None:
+        data["tokenExpiresAt"] = token_expires_at_s
+    return frame(events.HELLO, data)
 
 
 def chat_message(
@@ -112,6 +113,10 @@ def sync_result(messages: list[dict[str, Any]], cursor: str, has_more: bool) -> 
 
 def pong(server_time_ms: int) -> Frame:
     return frame(events.PONG, {"serverTime": server_time_ms})
+
+
+def auth_ok(expires_at_s: int) -> Frame:
+    return frame(events.AUTH_OK, {"expiresAt": expires_at_s})
 
 
 def error(code: ErrorCode, message: str, temp_id: str | None = None, details: Any = None) -> Frame:

@@ -80,6 +80,10 @@ class Ping(WireModel):
     pass
 
 
+class Auth(WireModel):
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
 class PrivateMessageFrame(WireModel):
     type: Literal["private-message"]
     data: PrivateMessage
@@ -105,8 +109,13 @@ class PingFrame(WireModel):
     data: Ping = Ping()
 
 
+class AuthFrame(WireModel):
+    type: Literal["auth"]
+    data: Auth
+
+
 ClientFrame = Annotated[
-    PrivateMessageFrame | TypingFrame | MessageReadFrame | SyncFrame | PingFrame,
+    PrivateMessageFrame | TypingFrame | MessageReadFrame | SyncFrame | PingFrame | AuthFrame,
     Field(discriminator="type"),
 ]
 _client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
@@ -164,6 +173,8 @@ class HelloData(WireModel):
     cursor: str
     unread_count: int = Field(alias="unreadCount")
     presence: list[PresenceData]
+    # When this socket's access token expires (epoch s): send `auth` before it.
+    token_expires_at: int | None = Field(default=None, alias="tokenExpiresAt")
 
 
 class ChatMessage(WireModel):
@@ -217,6 +228,10 @@ class PongData(WireModel):
     server_time: int = Field(alias="serverTime")
 
 
+class AuthOkData(WireModel):
+    expires_at: int = Field(alias="expiresAt")  # epoch s
+
+
 SERVER_DATA_MODELS: dict[str, type[WireModel]] = {
     "hello": HelloData,
     "incoming-message": IncomingMessageData,
@@ -226,6 +241,7 @@ SERVER_DATA_MODELS: dict[str, type[WireModel]] = {
     "presence": PresenceData,
     "sync-result": SyncResultData,
     "pong": PongData,
+    "auth-ok": AuthOkData,
     "error": ErrorData,
 }
 
