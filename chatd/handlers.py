@@ -14,6 +14,7 @@ import time
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
+from chatd.limits import TokenBuckets
 from chatd.node import Node
 from chatd.session import Session
 from chatd.store import PersistError, TempIdReused
@@ -49,10 +50,13 @@ async def dispatch(node: Node, session: Session, raw: bytes | str) -> None:
         elif isinstance(frame, TypingFrame):
             await handle_typing(node, session, frame.data)
         elif isinstance(frame, MessageReadFrame):
+            _spend(node, node.read_limits, session, "message-read")
             await handle_message_read(node, session, frame.data)
         elif isinstance(frame, SyncFrame):
+            _spend(node, node.sync_limits, session, "sync")
             await handle_sync(node, session, frame.data)
         elif isinstance(frame, PingFrame):
+            _spend(node, node.ping_limits, session, "ping")
             session.send(frames.pong(int(time.time() * 1000)))
         elif isinstance(frame, AuthFrame):
             await handle_auth(node, session, frame.data)
@@ -147,6 +151,8 @@ async def handle_message_read(node: Node, session: Session, data: MessageRead) -
     if members is None or session.user_id not in members or up_to is None:
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
     other = members[0] if members[1] == session.user_id else members[1]
+    # Receipts only between connected users: a block or a removal ends them at once.
+    await _require_connected(node, session.user_id, other, None)
     try:
         if not await node.inbox.message_in_conversation(up_to, data.conversation_id):
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such message in this conversation")
@@ -179,6 +185,12 @@ async def handle_sync(node: Node, session: Session, data: Sync) -> None:
         frames.sync_result([m.wire() for m in read.messages], str(read.cursor), read.has_more)
     )
     session.finish_sync(read.cursor, read.has_more)
+
+
+def _spend(node: Node, limits: TokenBuckets, session: Session, event: str) -> None:
+    if not limits.allow(session.user_id):
+        node.metrics.rate_limited.labels(event).inc()
+        raise ProtocolError(ErrorCode.RATE_LIMITED, f"too many {event} frames; slow down")
 
 
 async def _require_connected(node: Node, sender: str, recipient: str, temp_id: str | None) -> None:

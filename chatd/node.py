@@ -110,6 +110,12 @@ class Node:
         self.typing_limits = TokenBuckets(settings.typing_rate_per_s, settings.typing_burst)
         # Renewing a token is rare (once per token lifetime per socket).
         self.auth_limits = TokenBuckets(AUTH_RATE_PER_S, AUTH_BURST)
+        self.read_limits = TokenBuckets(settings.read_rate_per_s, settings.read_burst)
+        self.sync_limits = TokenBuckets(settings.sync_rate_per_s, settings.sync_burst)
+        self.ping_limits = TokenBuckets(settings.ping_rate_per_s, settings.ping_burst)
+        self.handshake_limits = TokenBuckets(
+            settings.handshake_rate_per_s, settings.handshake_burst
+        )
         self.draining = False
         # Bounds the sockets being opened at once (hello's reads); the rest queue.
         self._admission = asyncio.Semaphore(settings.hello_concurrency)
@@ -194,6 +200,10 @@ class Node:
         async with self._admission:
             if session.closed:
                 return  # the client gave up while waiting its turn
+            if len(self.hub.sessions(user)) >= self.settings.max_sockets_per_user:
+                self.metrics.handshake_refusals.labels("too-many-sockets").inc()
+                session.disconnect(CloseCode.TOO_MANY_SOCKETS, "too many sockets for this user")
+                return
             first = self.hub.add(session)
             subscribed = self.router.watch(user)
             try:
@@ -383,6 +393,17 @@ class Node:
             self.metrics.store_errors.labels("last-seen").inc()
             log.warning("could not store lastSeen of %d users: %s", len(ops), exc)
 
+    async def _refresh_contacts(self, user: str) -> None:
+        try:
+            contacts = await connections_of(self.stores.db, user)
+        except PyMongoError as exc:
+            log.warning("could not refresh contacts after a connection change: %s", exc)
+            self._contacts[user] = []  # fail closed: no presence until the next hello
+            return
+        if self.hub.has_user(user):
+            self._contacts[user] = contacts
+            self.permissions.prime(user, contacts)
+
     def _verify_user(self, user: str) -> None:
         for session in self.hub.sessions(user):
             session.verify_soon()
@@ -480,6 +501,10 @@ class Node:
                 session.offer(stored, bool(message.inbound), message.seq)
         elif message.kind == "connection-changed" and message.other_user_id:
             self.permissions.invalidate(message.user_id, message.other_user_id)
+            if self.hub.has_user(message.user_id):
+                # Presence goes to the contacts read at hello: a block or a removal
+                # must take the other user off that list now, an accept add them.
+                self._spawn(self._refresh_contacts(message.user_id))
         elif message.kind == "logout-all":
             for session in sessions:
                 session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")

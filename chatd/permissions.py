@@ -24,6 +24,8 @@ class Permissions:
         self.db = db
         self.ttl_s = ttl_s
         self._cache: OrderedDict[str, tuple[bool, float]] = OrderedDict()
+        # user -> the others it has cached pairs with, so prime() can drop stale ones.
+        self._pairs_of: dict[str, set[str]] = {}
 
     async def may_message(self, sender: str, recipient: str) -> bool:
         key = pair_key(sender, recipient)
@@ -33,18 +35,28 @@ class Permissions:
             return hit[0]
         allowed = await are_connected(self.db, sender, recipient)
         self._cache[key] = (allowed, now + self.ttl_s)
+        # The sender is connected here, so its next hello on this node primes (and
+        # cleans) its pairs: tracking the sender's side is enough.
+        if len(self._pairs_of) < MAX_CACHED_PAIRS:
+            self._pairs_of.setdefault(sender, set()).add(recipient)
         self._cache.move_to_end(key)
         if len(self._cache) > MAX_CACHED_PAIRS:
             self._cache.popitem(last=False)
         return allowed
 
     def prime(self, user: str, contacts: list[str]) -> None:
-        """Record pairs known to be connected (read at connect time anyway)."""
+        """Record the user's contacts as connected, and forget every other cached pair
+        of the user: a block placed while neither socket was on this node (so its
+        invalidation never reached us) cannot outlive the user's next hello here."""
         expires = time.monotonic() + self.ttl_s
+        current = set(contacts)
+        for other in self._pairs_of.pop(user, set()) - current:
+            self._cache.pop(pair_key(user, other), None)
         for other in contacts:
             key = pair_key(user, other)
             self._cache[key] = (True, expires)
             self._cache.move_to_end(key)
+        self._pairs_of[user] = current
         while len(self._cache) > MAX_CACHED_PAIRS:
             self._cache.popitem(last=False)
 

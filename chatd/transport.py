@@ -51,6 +51,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         except (RedisError, OSError):
             self._refuse(503, "unavailable", "authentication store unavailable")
             return
+        if not self.node.handshake_limits.allow(self.claims.user_id):
+            self.set_header("Retry-After", "1")
+            self._refuse(429, "rate-limited", "too many connection attempts; back off")
+            return
         await super().get(*args, **kwargs)
 
     def _request_summary(self) -> str:

@@ -137,6 +137,19 @@ class Settings(BaseSettings):
     msg_burst: int = 40
     typing_rate_per_s: float = 2.0
     typing_burst: int = 5
+    # Every other client frame has a per-user budget too (per node, in memory).
+    read_rate_per_s: float = Field(default=10.0, gt=0)
+    read_burst: int = Field(default=30, ge=1)
+    sync_rate_per_s: float = Field(default=5.0, gt=0)
+    sync_burst: int = Field(default=20, ge=1)
+    ping_rate_per_s: float = Field(default=2.0, gt=0)
+    ping_burst: int = Field(default=10, ge=1)
+    # Sockets one user may hold on one node (phones, tabs, laptops); one more is
+    # closed with 4003. Handshakes per user are budgeted too, so a client stuck in a
+    # reconnect loop cannot monopolise admission.
+    max_sockets_per_user: int = Field(default=20, ge=1)
+    handshake_rate_per_s: float = Field(default=2.0, gt=0)
+    handshake_burst: int = Field(default=20, ge=1)
     # Per socket: bytes written but not yet taken by the kernel. Past the shed
     # ratio, typing and presence are dropped; past the maximum, the socket closes (1013).
     out_buffer_max_bytes: int = 1024 * 1024

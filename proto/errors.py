@@ -41,6 +41,7 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013
     LOGGED_OUT = 4001  # logout-all revoked this session's token
     TOKEN_EXPIRED = 4002  # the socket's access token expired without an `auth` frame renewing it
+    TOO_MANY_SOCKETS = 4003  # the user already holds the most sockets a node allows
 
 
 class ProtocolError(Exception):

@@ -43,7 +43,15 @@ async def test_sync_is_gap_free_under_concurrent_senders_and_reconnects(
     """Several senders on several sockets write to one reader, who reconnects and syncs
     in a tight loop; the union of live and synced messages is exactly the acked set,
     in stream order, with no duplicates."""
-    settings = settings.model_copy(update={"msg_rate_per_s": 10_000.0, "msg_burst": 10_000})
+    # The reader reconnects and syncs in a tight loop, far past any real client's budget.
+    settings = settings.model_copy(
+        update={
+            "msg_rate_per_s": 10_000.0,
+            "msg_burst": 10_000,
+            "handshake_burst": 10_000,
+            "sync_burst": 10_000,
+        }
+    )
     senders_n, per_sender = 4, 150
     rng = random.Random(7)
     async with running_chatd(settings) as chat:
