@@ -4,7 +4,9 @@ Every message occupies one position in two per-user streams: the recipient's
 inbound stream (``inKey = "<to>:<seq>"``) and the sender's outbound stream
 (``outKey = "<from>:<seq>"``), both unique indexes (see proto/cursor.py).
 
-Why positions are gap-free and visible in commit order (../shared/notes/sync-cursor.md):
+Why positions are gap-free and visible in commit order (a cursor assigned before the
+commit could otherwise become visible out of order, and a reader past it would skip
+the message still being written):
 - one writer loop per node assigns positions inside each batch and commits
   batches one at a time, so on a node position n+1 is never committed before n;
 - the next position of a user comes from what this node has seen committed,
@@ -23,7 +25,7 @@ previous batch was being committed, and starts a commit no sooner than
 ``min_interval_s`` after the previous one started. An idle server therefore
 commits a lone message at once, while a busy one commits at most every few
 milliseconds in batches, which is what the embedded store needs: a commit
-costs it about as much for one document as for ten (perf-budget.md).
+costs it about as much for one document as for ten (docs/embedded-store.md).
 """
 
 from __future__ import annotations

@@ -23,10 +23,6 @@ class Keys:
     def last_seen(self, user_id: str) -> str:
         return f"{self.prefix}lastseen:{user_id}"
 
-    def control_channel(self) -> str:
-        """Cluster-wide control events (connection changes, logout-all) on shard 0."""
-        return f"{self.prefix}control"
-
     def offline_due(self) -> str:
         """Sorted set on each shard: user -> epoch second their unread-messages email is due.
 

@@ -5,7 +5,7 @@ embedded nx-27017 server. Both are reached through ``pymongo.AsyncMongoClient``
 (Motor reached end of life in May 2026; its maintainers point to this API).
 
 Hot queries use single-field indexes on purpose: nx-27017 does not serve a query
-from the prefix of a compound index (see ../shared/notes/embedded-mongo.md), so
+from the prefix of a compound index (see docs/embedded-store.md), so
 each stream key below packs the user id and the position into one string.
 """
 

@@ -131,7 +131,7 @@ class Settings(BaseSettings):
     ws_ping_interval_s: float = 25.0
     ws_idle_timeout_s: float = 60.0
     ws_max_frame_bytes: int = 64 * 1024
-    ws_compression: bool = False  # permessage-deflate: ~20% more CPU and 4x p99 (perf-budget.md)
+    ws_compression: bool = False  # permessage-deflate: measured ~20% more CPU and a 4x p99
     max_text_chars: int = 4000
     msg_rate_per_s: float = 20.0
     msg_burst: int = 40

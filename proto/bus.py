@@ -2,12 +2,13 @@
 
 Every live event for a user goes to that user's channel on the user's shard
 (``core.keys.Keys.user_channel``); chatd nodes subscribe only to the channels of
-the users connected to them. Three kinds of bus message:
+the users connected to them. Five kinds of bus message:
 
 - ``deliver``: a server-to-client frame (``event`` = {"type", "data"}) for every
   socket of the user, e.g. ``connection-request`` published by restd.
 - ``connection-changed``: the pair (user, ``otherUserId``) gained or lost an
-  accepted connection or a block; chatd drops its cached permission.
+  accepted connection or a block; chatd drops its cached permission and
+  re-reads the user's contacts (presence follows them).
 - ``logout-all``: close every socket of the user (close code 4001).
 - ``message``: a committed chat message (``event`` = its wire form) at position
   ``seq`` of the user's inbound (``inbound`` true) or outbound stream, for

@@ -422,7 +422,7 @@ def connection_accepted(self: Task[Any, Any], request_id: str) -> dict[str, Any]
 
 
 def _when(value: object) -> str:
-    # The embedded store reads a $set datetime back as text (shared/notes/embedded-mongo.md).
+    # The embedded store reads a $set datetime back as text (docs/embedded-store.md).
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M UTC")
     return str(value)[:16].replace("T", " ") + " UTC" if value else ""

@@ -1,4 +1,4 @@
-"""Paid membership through PhonePe Standard Checkout v2 (see ../shared/notes/phonepe.md).
+"""Paid membership through PhonePe Standard Checkout v2 (see restd/payments/README.md).
 
 One module per concept:
 

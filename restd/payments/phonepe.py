@@ -1,6 +1,6 @@
 """The PhonePe Standard Checkout v2 client: OAuth token, create payment, order status.
 
-Rules (PhonePe's docs and its Python SDK, ../shared/notes/phonepe.md §3):
+Rules (PhonePe's docs and its Python SDK, summarised in README.md here):
 
 - The ``O-Bearer`` token is cached and refreshed at half its life, before it
   expires. A 401 from an API call forces exactly one refresh and one more try;

@@ -2,7 +2,7 @@
 
 ``python -m restd.payments.simulator --port 8090 --webhook-url http://127.0.0.1:8080/api/payments/webhook``
 (every option defaults to the DEVCONNECT_* settings, so under ``devconnect up`` it
-needs none). It speaks what restd's client speaks (../shared/notes/phonepe.md §3):
+needs none). It speaks what restd's client speaks (restd/payments/README.md):
 
 - ``POST /v1/oauth/token`` (form: client_id, client_secret, client_version,
   grant_type) → an ``O-Bearer`` token with ``issued_at``/``expires_at``; an
