@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench bench-feed loadtest tools install clean lock
+.PHONY: run test lint typecheck pytest bench bench-feed loadtest tools install clean fuzz lock
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -42,6 +42,12 @@ bench: $(STAMP)
 bench-daytwo: $(STAMP)
 	$(PY) -m loadtest.daytwo
 
+# restd's peak RSS idle, under 8 parallel 32 MiB login bodies and a 1,000-attempt
+# login flood (loadtest/restd_memory.py); about 3 minutes, JSON under loadtest/results/.
+.PHONY: bench-memory
+bench-memory: $(STAMP)
+	$(PY) -m loadtest.restd_memory
+
 # The feed over a synthetic 100,000-user population (loadtest/feedbench).
 bench-feed: $(STAMP)
 	$(PY) -m loadtest.feedbench.bench
@@ -55,6 +61,12 @@ LOADTEST_PREFIX ?= loadtest/results/locust
 loadtest: $(STAMP)
 	$(PY) -m loadtest.run --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 		--duration $(DURATION) --prefix $(LOADTEST_PREFIX)
+
+# Hypothesis-drawn hostile frames (loadtest/fuzz.py) against a chatd started on its
+# own embedded store and Redis, stopped by PID; JSON summary under loadtest/results/.
+FUZZ_FRAMES ?= 100000
+fuzz: $(STAMP)
+	$(PY) -m loadtest.fuzz --frames $(FUZZ_FRAMES)
 
 # promtool and prometheus for the alert and scrape tests (Debian's package).
 tools:

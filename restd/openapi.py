@@ -30,6 +30,7 @@ ERROR_TEXT = {
     413: "The body is over this route's limit (details.maxBytes); refused before it is read",
     422: "Validation failed; details lists the failing fields",
     429: "Rate limited; see Retry-After",
+    502: "The upstream provider refused or failed the call; try again",
     503: "Temporarily unavailable (for example, every password-hashing slot busy); see Retry-After",
 }
 # Methods whose requests may carry a body: each is bounded, so each may answer 413.
@@ -43,6 +44,53 @@ RETRY_AFTER_HEADER = {
 }
 
 
+# Security schemes other than the caller's own credentials (bearer or access cookie).
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+    "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "access_token"},
+    # The HttpOnly refresh cookie (settings.refresh_cookie_name), path /api/auth.
+    "refreshCookie": {"type": "apiKey", "in": "cookie", "name": "refresh_token"},
+    # PhonePe's webhook credential: not a scheme of RFC 7235, the bare hex digest.
+    "phonepeWebhookAuth": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "Lowercase hex SHA-256 of `username:password`, the webhook "
+        "credentials set on the PhonePe dashboard (no scheme prefix)",
+    },
+}
+
+
+def operation_id(method: str, template: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", f"{method}{template}").strip("_")
+
+
+@dataclass(frozen=True)
+class Link:
+    """An OpenAPI link from an operation's success response to another operation.
+
+    ``parameters`` and ``body`` map names to runtime expressions such as
+    ``$response.body#/id``; schemathesis' stateful mode follows them.
+    """
+
+    name: str
+    method: str
+    template: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    body: dict[str, str] | None = None
+    description: str = ""
+
+    def as_openapi(self) -> dict[str, Any]:
+        link: dict[str, Any] = {"operationId": operation_id(self.method, self.template)}
+        if self.parameters:
+            link["parameters"] = dict(self.parameters)
+        if self.body is not None:
+            link["requestBody"] = dict(self.body)
+        if self.description:
+            link["description"] = self.description
+        return link
+
+
 @dataclass(frozen=True)
 class Operation:
     summary: str
@@ -53,6 +101,13 @@ class Operation:
     query: type[BaseModel] | None = None
     auth: bool = True
     errors: tuple[int, ...] = ()
+    links: tuple[Link, ...] = ()
+    # What an error code means for this operation, where ERROR_TEXT's general text does not fit.
+    error_text: dict[int, str] = field(default_factory=dict)
+    # Codes whose Retry-After this operation sends only sometimes (never a required header).
+    retry_after_optional: tuple[int, ...] = ()
+    # Schemes for an operation without the caller's credentials (auth=False).
+    security: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,17 +188,25 @@ def build_document(routes: Sequence[Route], title: str = "DevConnect restd") -> 
                 codes |= {401, 429}
             if path_params:
                 codes.add(404)
+            if op.links:
+                responses[str(op.status)]["links"] = {
+                    link.name: link.as_openapi() for link in op.links
+                }
             for code in sorted(codes):
                 responses[str(code)] = {
-                    "description": ERROR_TEXT[code],
+                    "description": op.error_text.get(code, ERROR_TEXT[code]),
                     "content": _json(error_ref),
                 }
                 if code in (429, 503):
-                    responses[str(code)]["headers"] = RETRY_AFTER_HEADER
+                    headers = RETRY_AFTER_HEADER
+                    if code in op.retry_after_optional:
+                        headers = {
+                            name: {**header, "required": False}
+                            for name, header in RETRY_AFTER_HEADER.items()
+                        }
+                    responses[str(code)]["headers"] = headers
             operation: dict[str, Any] = {
-                "operationId": re.sub(r"[^A-Za-z0-9]+", "_", f"{method}{route.template}").strip(
-                    "_"
-                ),
+                "operationId": operation_id(method, route.template),
                 "summary": op.summary,
                 "tags": [op.tag],
                 "parameters": path_params + (_query_parameters(op.query) if op.query else []),
@@ -154,19 +217,21 @@ def build_document(routes: Sequence[Route], title: str = "DevConnect restd") -> 
                     "required": True,
                     "content": _json(refs[(op.body, "validation")]),
                 }
-            operation["security"] = [{"bearerAuth": []}, {"cookieAuth": []}] if op.auth else []
+            if op.auth:
+                operation["security"] = [{"bearerAuth": []}, {"cookieAuth": []}]
+            else:
+                operation["security"] = [{name: []} for name in op.security]
             item[method] = operation
         paths[route.template] = item
 
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": "1"},
+        # Relative: the API is served wherever this document is (behind any ingress).
+        "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
             "schemas": defs.get("$defs", {}),
-            "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-                "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "access_token"},
-            },
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }

@@ -7,12 +7,30 @@ from restd.accounts import Session
 from restd.handlers.base import ApiHandler
 from restd.handlers.users import ProfileHandler
 from restd.models import AuthResult, LoginBody, MeUser, ProfilePatch, SignupBody
-from restd.openapi import Operation
+from restd.openapi import Link, Operation
 
 TAG = "auth"
 REFRESH_COOKIE_PATH = "/api/auth"
 # The device cookie vouches only for logins; no other route ever reads it.
 DEVICE_COOKIE_PATH = "/api/auth/login"
+
+# What a new session leads to: the user's own public profile, and a request to them.
+SESSION_LINKS = (
+    Link(
+        "GetSignedInUser",
+        "get",
+        "/api/users/{user_id}",
+        {"user_id": "$response.body#/user/id"},
+        description="The signed-in user's public profile",
+    ),
+    Link(
+        "AskToConnect",
+        "post",
+        "/api/connection-requests",
+        body={"toUserId": "$response.body#/user/id"},
+        description="Ask this user to connect (from another account)",
+    ),
+)
 
 
 class SessionHandler(ApiHandler):
@@ -84,6 +102,7 @@ class SignupHandler(SessionHandler):
             body=SignupBody,
             auth=False,
             errors=(403, 409, 429, 503),
+            links=SESSION_LINKS,
         )
     }
 
@@ -103,6 +122,7 @@ class LoginHandler(SessionHandler):
             body=LoginBody,
             auth=False,
             errors=(401, 403, 429, 503),
+            links=SESSION_LINKS,
         )
     }
 
@@ -121,6 +141,7 @@ class RefreshHandler(SessionHandler):
             AuthResult,
             auth=False,
             errors=(401, 403),
+            security=("refreshCookie",),
         )
     }
 

@@ -12,7 +12,7 @@ from restd.models import (
     ConnectionRequestQuery,
     ConnectionRequestView,
 )
-from restd.openapi import Operation
+from restd.openapi import Link, Operation
 
 TAG = "connections"
 
@@ -32,6 +32,22 @@ class RequestsHandler(ApiHandler):
             status=201,
             body=ConnectionRequestBody,
             errors=(403, 404, 409),
+            links=(
+                Link(
+                    "AnswerRequest",
+                    "patch",
+                    "/api/connection-requests/{request_id}",
+                    {"request_id": "$response.body#/id"},
+                    description="Accept or reject it (its recipient only)",
+                ),
+                Link(
+                    "WithdrawRequest",
+                    "delete",
+                    "/api/connection-requests/{request_id}",
+                    {"request_id": "$response.body#/id"},
+                    description="Withdraw it (its sender only)",
+                ),
+            ),
         ),
     }
 

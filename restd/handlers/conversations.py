@@ -5,7 +5,7 @@ from __future__ import annotations
 from restd import conversations
 from restd.handlers.base import ApiHandler
 from restd.models import ConversationList, ConversationQuery, HistoryQuery, MessagePage
-from restd.openapi import Operation
+from restd.openapi import Link, Operation
 
 TAG = "conversations"
 
@@ -17,6 +17,15 @@ class ConversationsHandler(ApiHandler):
             TAG,
             ConversationList,
             query=ConversationQuery,
+            links=(
+                Link(
+                    "NewestConversationHistory",
+                    "get",
+                    "/api/conversations/{conversation_id}/messages",
+                    {"conversation_id": "$response.body#/items/0/id"},
+                    description="The messages of the most recent conversation",
+                ),
+            ),
         )
     }
 

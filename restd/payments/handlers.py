@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from restd.handlers.base import ApiHandler
-from restd.openapi import Operation
+from restd.openapi import Link, Operation
 from restd.payments.models import (
     CreatePaymentBody,
     PaymentCreated,
@@ -24,7 +24,23 @@ class PaymentsHandler(ApiHandler):
 
 
 class PlansHandler(PaymentsHandler):
-    operations = {"get": Operation("The paid plans and their prices", TAG, PlanList, auth=False)}
+    operations = {
+        "get": Operation(
+            "The paid plans and their prices",
+            TAG,
+            PlanList,
+            auth=False,
+            links=(
+                Link(
+                    "PayForFirstPlan",
+                    "post",
+                    "/api/payments/create",
+                    body={"plan": "$response.body#/items/0/id"},
+                    description="Start paying for the first plan listed",
+                ),
+            ),
+        )
+    }
 
     def get(self) -> None:
         self.write_model(self.payments.plan_list())
@@ -38,7 +54,23 @@ class CreatePaymentHandler(PaymentsHandler):
             PaymentCreated,
             status=201,
             body=CreatePaymentBody,
-            errors=(403,),
+            errors=(403, 502, 503),
+            error_text={
+                502: "PhonePe refused the order or stayed unreachable after the retries; "
+                "details.orderId names the order, now FAILED",
+                503: "Payments are not configured on this server (no PhonePe client "
+                "credentials); no Retry-After, since waiting does not help",
+            },
+            retry_after_optional=(503,),
+            links=(
+                Link(
+                    "GetOrder",
+                    "get",
+                    "/api/payments/{order_id}",
+                    {"order_id": "$response.body#/orderId"},
+                    description="The order's state",
+                ),
+            ),
         )
     }
 
@@ -58,6 +90,7 @@ class WebhookHandler(PaymentsHandler):
             TAG,
             WebhookAck,
             auth=False,
+            security=("phonepeWebhookAuth",),
             errors=(400, 401, 404),
         )
     }
