@@ -39,6 +39,8 @@ FLUSH_MAX = 2000
 # a flush after every commit paid hundreds of times a second. A read receipt does not
 # wait for it (it hurries the flush).
 FLUSH_INTERVAL_S = 0.05
+# Updates per bulk write (see _flush).
+WRITE_CHUNK = 16
 # More than this many messages waiting for a store that does not answer: shed (counted).
 PENDING_MAX = 200_000
 # A read waits at most this long for this node's counts to be flushed first, so that
@@ -130,19 +132,22 @@ class Inbox:
 
     async def _flush(self, batch: list[InboxMessage]) -> None:
         conversations, counts = commit_updates(batch)
-        results = await asyncio.gather(
-            self.db[CONVERSATIONS].bulk_write(conversations, ordered=False),
-            self.db[UNREAD_COUNTS].bulk_write(counts, ordered=False),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, PyMongoError):
-                # Unknown how much applied: retrying could count twice. The counts of
-                # this batch may be short until a recount (see the module docstring).
+        # In small writes, one after another: the embedded store serves one request
+        # at a time, and a commit of messages queued behind one large bulk write of
+        # counters waited for all of it (a latency tail, measured with chatbench).
+        writes = [
+            (self.db[name], ops[start : start + WRITE_CHUNK])
+            for name, ops in ((CONVERSATIONS, conversations), (UNREAD_COUNTS, counts))
+            for start in range(0, len(ops), WRITE_CHUNK)
+        ]
+        for collection, chunk in writes:
+            try:
+                await collection.bulk_write(chunk, ordered=False)
+            except PyMongoError as exc:
+                # Unknown how much applied: retrying could count twice. These counts
+                # may be short until a recount (see the module docstring).
                 self.on_error("inbox-flush")
-                log.warning("inbox: counting %d messages failed: %s", len(batch), result)
-            elif isinstance(result, BaseException):
-                raise result
+                log.warning("inbox: counting %d updates failed: %s", len(chunk), exc)
 
     # -- reads and read receipts ----------------------------------------------------------
 
