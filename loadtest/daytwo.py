@@ -16,8 +16,18 @@ chatd started fresh (cold caches, same store) and a fresh restd are measured:
 3. the REST conversation list (``GET /api/conversations?limit=50``) of a user
    with 1,000 conversations: the first page and a deep page (reached by
    following ``nextCursor``), restd as a real process, httpx as the client;
-4. hello's and the list's store queries timed alone, with their query plans,
-   so a query whose cost follows the store's size can be named.
+4. hello's and the list's store queries timed alone, with the store's CPU per
+   call and their query plans, so a query whose cost follows the store's size
+   can be named.
+
+The machine is shared, and one p99 moves with the neighbours more than with
+the store. So 1. is repeated in blocks alternating with a chatd on a second,
+empty database of the same store (``Control``), and each storm round with a
+storm on that database: the ratio of the two, taken at the same moment, is
+the store's size's own effect. Each point also records the load average,
+how busy core 0 was with other jobs (``Window``), how long a fixed loop took
+on core 0 (``CALIBRATION``), and a digest of the code under test (other work
+lands in the checkout while a run lasts; every chatd started reads it anew).
 
 Messages are written by the product's own writer, exactly as chatd commits
 them: ``chatd.store.MessageStore.submit`` in group commit, with a
@@ -397,100 +407,225 @@ async def _time_hello(url: str, token: str, timeout_s: float) -> tuple[float, Ch
     return time.perf_counter() - started, client
 
 
-async def measure_hello(
-    stack: Stack, url: str, issuer: TokenIssuer, population: Population, plan: Plan
-) -> dict[str, Any]:
-    """Newcomers and users with history, interleaved, ``hello_concurrency`` at a time."""
-    gate = asyncio.Semaphore(plan.hello_concurrency)
-    warmup_s: list[float] = []
+@dataclass
+class Chatd:
+    """A running chatd as measured: its socket URL, process and metrics port."""
 
-    async def warm(user: str) -> None:
-        # A fresh chatd opens its store connections as concurrency asks: before measuring.
-        async with gate:
-            seconds, client = await _time_hello(url, issuer.issue_access(user), HELLO_TIMEOUT_S)
-            warmup_s.append(seconds)
-            client.conn.close()
+    url: str
+    pid: int
+    metrics_port: int
 
-    await asyncio.wait_for(
-        asyncio.gather(*(warm(u) for u in population.warmup)),
-        HELLO_TIMEOUT_S * len(population.warmup),
-    )
-    groups = {
-        "newcomer": population.newcomers[: plan.hello_connects],
-        "withHistory": population.with_history[: plan.hello_connects],
-    }
-    jobs = [
-        (kind, user, issuer.issue_access(user))
-        for pair in itertools.zip_longest(*(list(groups[k]) for k in groups))
-        for kind, user in zip(groups, pair, strict=True)
-        if user is not None
-    ]
-    samples: dict[str, list[float]] = {kind: [] for kind in groups}
-    failures: dict[str, Counter[str]] = {kind: Counter() for kind in groups}
-    wrong: dict[str, int] = {kind: 0 for kind in groups}
-    unread: dict[str, list[int]] = {kind: [] for kind in groups}
+    @classmethod
+    def of_stack(cls, stack: Stack) -> Chatd:
+        assert stack.chatd.pid
+        return cls(stack.urls()[0], stack.chatd.pid, stack.metrics_ports[0])
 
-    async def one(kind: str, user: str, token: str) -> None:
-        async with gate:
+
+class Hellos:
+    """Timed connects, by group, each checked against what the seeder wrote."""
+
+    def __init__(self, population: Population, concurrency: int) -> None:
+        self.population = population
+        self.gate = asyncio.Semaphore(concurrency)
+        self.samples: dict[str, list[float]] = {}
+        self.failures: dict[str, Counter[str]] = {}
+        self.wrong: Counter[str] = Counter()
+        self.unread: dict[str, list[int]] = {}
+
+    async def connect(self, url: str, kind: str, user: str, token: str) -> None:
+        async with self.gate:
             try:
                 seconds, client = await _time_hello(url, token, HELLO_TIMEOUT_S)
             except Exception as exc:
-                failures[kind][_failure_name(exc)] += 1
+                self.failures.setdefault(kind, Counter())[_failure_name(exc)] += 1
                 return
-            samples[kind].append(seconds)
+            self.samples.setdefault(kind, []).append(seconds)
             hello = client.hello
             # What hello says must be what the seeder wrote: unread counter and cursor.
-            expected = Cursor(population.received[user], population.sent[user])
+            sent, received = self.population.sent[user], self.population.received[user]
             if (
-                Cursor.parse(hello.get("cursor")) != expected
-                or hello.get("unreadCount") != population.received[user]
+                Cursor.parse(hello.get("cursor")) != Cursor(received, sent)
+                or hello.get("unreadCount") != received
             ):
-                wrong[kind] += 1
-            unread[kind].append(int(hello.get("unreadCount") or 0))
+                self.wrong[kind] += 1
+            self.unread.setdefault(kind, []).append(int(hello.get("unreadCount") or 0))
             client.conn.close()
 
-    metrics0 = _scrape(stack, STORM_METRICS)
-    window = Window(stack)
-    await asyncio.wait_for(
-        asyncio.gather(*(one(*job) for job in jobs)), HELLO_TIMEOUT_S * len(jobs)
-    )
+    async def run(self, url: str, jobs: list[tuple[str, str, str]]) -> None:
+        await asyncio.wait_for(
+            asyncio.gather(*(self.connect(url, *job) for job in jobs)),
+            HELLO_TIMEOUT_S * max(1, len(jobs)),
+        )
+
+    def summary(self, kind: str, users: list[str]) -> dict[str, Any]:
+        unread = self.unread.get(kind, [])
+        own = [self.population.sent[u] + self.population.received[u] for u in users]
+        return {
+            "latencyMs": _percentiles(self.samples.get(kind, [])),
+            "failures": dict(self.failures.get(kind, {})),
+            "helloNotMatchingTheStore": self.wrong[kind],
+            "meanUnreadCount": round(sum(unread) / len(unread), 1) if unread else None,
+            "meanOwnMessages": round(sum(own) / len(own), 1) if own else 0,
+        }
+
+
+def _interleaved(issuer: TokenIssuer, groups: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """(group, user, token), taking one user of each group in turn."""
+    return [
+        (kind, user, issuer.issue_access(user))
+        for users in itertools.zip_longest(*groups.values())
+        for kind, user in zip(groups, users, strict=True)
+        if user is not None
+    ]
+
+
+async def _warm(url: str, issuer: TokenIssuer, users: list[str], concurrency: int) -> list[float]:
+    """A fresh chatd opens its store connections as concurrency asks: before measuring."""
+    hellos = Hellos(Population([], [], [], "", []), concurrency)
+    await hellos.run(url, _interleaved(issuer, {"warmup": users}))
+    return [_ms(s) for s in hellos.samples.get("warmup", [])]
+
+
+def _hello_groups(population: Population, plan: Plan) -> dict[str, list[str]]:
+    return {
+        "newcomer": population.newcomers[: plan.hello_connects],
+        "withHistory": population.with_history[: plan.hello_connects],
+    }
+
+
+async def measure_hello(
+    stack: Stack, chatd: Chatd, issuer: TokenIssuer, population: Population, plan: Plan
+) -> dict[str, Any]:
+    """Newcomers and users with history, interleaved, ``hello_concurrency`` at a time."""
+    warmup = await _warm(chatd.url, issuer, population.warmup, plan.hello_concurrency)
+    groups = _hello_groups(population, plan)
+    jobs = _interleaved(issuer, groups)
+    hellos = Hellos(population, plan.hello_concurrency)
+    metrics0 = _scrape(chatd.metrics_port, STORM_METRICS)
+    window = Window(stack, chatd.pid)
+    await hellos.run(chatd.url, jobs)
     cpu = window.stop()
-    metrics = _metric_deltas(metrics0, _scrape(stack, STORM_METRICS))
+    metrics = _metric_deltas(metrics0, _scrape(chatd.metrics_port, STORM_METRICS))
     result: dict[str, Any] = {
         "concurrency": plan.hello_concurrency,
-        "warmupMs": [_ms(s) for s in warmup_s],
+        "warmupMs": warmup,
         **cpu,
         "chatdCpuMsPerHello": round(cpu["chatdCpuSeconds"] / len(jobs) * 1000, 3),
         "storeCpuMsPerHello": round(cpu["storeCpuSeconds"] / len(jobs) * 1000, 3),
         "serverMeanHelloMs": _server_mean_hello_ms(metrics),
     }
+    for kind, users in groups.items():
+        result[kind] = hellos.summary(kind, users)
+    return result
+
+
+# -- the same, alternating with a chatd on an empty database ---------------------------------
+
+
+@dataclass
+class Control:
+    """A second database on the same store, with users and connections but no message.
+
+    Its own chatd (own Redis key prefix) is measured in blocks alternating with
+    the main one, so whatever else the machine runs meanwhile hits both alike:
+    the ratio of the two is the store's size's own effect.
+    """
+
+    settings: Settings
+    users: list[str]
+    warmup: list[str]
+    chatd: ManagedProcess | None = None
+
+    @classmethod
+    async def create(cls, settings: Settings, users: int) -> Control:
+        control = settings.model_copy(
+            update={
+                "mongo_db": f"{settings.mongo_db}_empty",
+                "redis_key_prefix": f"{settings.redis_key_prefix}empty:",
+            }
+        )
+        pairs = await _make_pairs(control, users // 2)
+        warmup = await _make_pairs(control, WARMUP_PAIRS)
+        return cls(control, [u for p in pairs for u in p], [u for p in warmup for u in p])
+
+    def start(self, stack: Stack) -> Chatd:
+        """A fresh chatd on the empty database (the previous one stopped)."""
+        self.stop()
+        node = self.settings.model_copy(
+            update={
+                "chatd_port": free_port(),
+                "chatd_metrics_port": free_port(),
+                "node_id": "empty",
+            }
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEVCONNECT_")}
+        env.update(settings_to_env(node))
+        env["PYTHONPATH"] = str(ROOT)
+        self.chatd = ManagedProcess(
+            "chatd-empty",
+            [sys.executable, "-m", "core.cli", "chatd"],
+            node.chatd_port,
+            stack.workdir / "chatd-empty.log",
+            env,
+        ).start()
+        assert self.chatd.pid
+        _pin(self.chatd.pid, SERVER_CORE)
+        return Chatd(
+            f"ws://127.0.0.1:{node.chatd_port}/ws", self.chatd.pid, node.chatd_metrics_port
+        )
+
+    def stop(self) -> None:
+        if self.chatd is not None:
+            self.chatd.stop()
+            self.chatd = None
+
+
+PAIRED_BLOCK = 20  # connects per block; blocks alternate main, empty, empty, main, ...
+
+
+async def measure_paired(
+    chatd: Chatd,
+    control: Control,
+    empty: Chatd,
+    issuer: TokenIssuer,
+    population: Population,
+    plan: Plan,
+) -> dict[str, Any]:
+    """hello on this store and on an empty one, in alternating blocks (ABBA)."""
+    url, control_url = chatd.url, empty.url
+    await _warm(url, issuer, population.warmup, plan.hello_concurrency)
+    await _warm(control_url, issuer, control.warmup, plan.hello_concurrency)
+    groups = _hello_groups(population, plan)
+    main_jobs = _interleaved(issuer, groups)
+    empty_users = control.users[: len(main_jobs)]
+    empty_jobs = _interleaved(issuer, {"empty": empty_users})
+    hellos = Hellos(population, plan.hello_concurrency)
+    for block, at in enumerate(range(0, max(len(main_jobs), len(empty_jobs)), PAIRED_BLOCK)):
+        runs = [(url, main_jobs[at : at + PAIRED_BLOCK])]
+        runs.append((control_url, empty_jobs[at : at + PAIRED_BLOCK]))
+        if block % 2:
+            runs.reverse()
+        for target, jobs in runs:
+            await hellos.run(target, jobs)
+    result: dict[str, Any] = {"blockSize": PAIRED_BLOCK, "concurrency": plan.hello_concurrency}
+    for kind, users in groups.items():
+        result[kind] = hellos.summary(kind, users)
+    result["empty"] = hellos.summary("empty", empty_users)
+    empty_p99 = result["empty"]["latencyMs"]["p99"]
     for kind in groups:
-        own = [population.sent[u] + population.received[u] for u in groups[kind]]
-        result[kind] = {
-            "latencyMs": _percentiles(samples[kind]),
-            "failures": dict(failures[kind]),
-            "helloNotMatchingTheStore": wrong[kind],
-            "meanUnreadCount": round(sum(unread[kind]) / len(unread[kind]), 1)
-            if unread[kind]
-            else None,
-            "meanOwnMessages": round(sum(own) / len(own), 1) if own else 0,
-        }
+        p99 = result[kind]["latencyMs"]["p99"]
+        result[f"{kind}P99OverEmpty"] = round(p99 / empty_p99, 2) if p99 and empty_p99 else None
     return result
 
 
 # -- the reconnect storm ---------------------------------------------------------------------
 
 
-def _metrics_port(stack: Stack) -> int:
-    """Node 0's /metrics port (Stack gives each node one of its own)."""
-    return stack.metrics_ports[0]
-
-
-def _scrape(stack: Stack, prefixes: tuple[str, ...]) -> dict[str, float]:
+def _scrape(port: int, prefixes: tuple[str, ...]) -> dict[str, float]:
     """chatd's metrics with these prefixes; none when they cannot be read (they are extras)."""
     import urllib.request
 
-    url = f"http://127.0.0.1:{_metrics_port(stack)}/metrics"
+    url = f"http://127.0.0.1:{port}/metrics"
     try:
         with urllib.request.urlopen(url, timeout=5) as resp:
             text = resp.read().decode()
@@ -535,17 +670,22 @@ class Window:
     minus our servers' CPU is what other jobs on the machine took from them.
     """
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: Stack, chatd_pid: int | None = None) -> None:
         self.stack = stack
+        self.chatd_pid = chatd_pid  # this chatd's CPU, not that of the stack's nodes
         self.wall = time.perf_counter()
-        self.servers = stack.cpu_seconds()
+        self.servers = self._servers()
         self.generator = time.process_time()
         self.core = _core_ticks(SERVER_CORE)
 
+    def _servers(self) -> tuple[float, float, float]:
+        nodes, store, redis = self.stack.cpu_seconds()
+        if self.chatd_pid is not None:
+            nodes = _proc_stats(self.chatd_pid)[1]
+        return nodes, store, redis
+
     def stop(self) -> dict[str, float]:
-        chatd, store, redis = (
-            b - a for a, b in zip(self.servers, self.stack.cpu_seconds(), strict=True)
-        )
+        chatd, store, redis = (b - a for a, b in zip(self.servers, self._servers(), strict=True))
         busy0, total0 = self.core
         busy1, total1 = _core_ticks(SERVER_CORE)
         ticks = os.sysconf("SC_CLK_TCK")
@@ -577,10 +717,10 @@ def _core_ticks(core: int) -> tuple[int, int]:
 
 
 async def _storm_round(
-    stack: Stack, url: str, sockets: list[tuple[str, ChatClient]]
+    stack: Stack, chatd: Chatd, sockets: list[tuple[str, ChatClient]]
 ) -> tuple[dict[str, Any], list[tuple[str, ChatClient]]]:
     """Drop every socket at once (no close frame), reconnect them all at once."""
-    metrics0 = _scrape(stack, STORM_METRICS)
+    metrics0 = _scrape(chatd.metrics_port, STORM_METRICS)
     done_at: list[float] = []
     per_socket: list[float] = []
     failures: Counter[str] = Counter()
@@ -589,7 +729,7 @@ async def _storm_round(
     async def one(token: str) -> None:
         began = time.perf_counter()
         try:
-            seconds, client = await _time_hello(url, token, STORM_TIMEOUT_S)
+            seconds, client = await _time_hello(chatd.url, token, STORM_TIMEOUT_S)
         except Exception as exc:
             failures[_failure_name(exc)] += 1
             return
@@ -597,7 +737,7 @@ async def _storm_round(
         done_at.append(began + seconds)
         reconnected.append((token, client))
 
-    window = Window(stack)
+    window = Window(stack, chatd.pid)
     started = time.perf_counter()
     for _, client in sockets:
         client.abort()
@@ -607,9 +747,8 @@ async def _storm_round(
     last_hello = max(done_at) if done_at else time.perf_counter()
     cpu = window.stop()
     await asyncio.sleep(0.5)  # let the server finish counting what it refused, if anything
-    metrics = _metric_deltas(metrics0, _scrape(stack, STORM_METRICS))
-    assert stack.chatd.pid
-    rss, _ = _proc_stats(stack.chatd.pid)
+    metrics = _metric_deltas(metrics0, _scrape(chatd.metrics_port, STORM_METRICS))
+    rss, _ = _proc_stats(chatd.pid)
     result = {
         "sockets": len(sockets),
         "secondsUntilEveryHello": round(last_hello - started, 3),
@@ -627,39 +766,86 @@ async def _storm_round(
     return result, reconnected
 
 
-async def measure_storm(
-    stack: Stack, url: str, issuer: TokenIssuer, users: list[str], rounds: int
-) -> dict[str, Any]:
-    """``len(users)`` sockets up, then ``rounds`` times: all dropped, all reconnecting at once."""
-    tokens = [issuer.issue_access(u) for u in users]
-    connect_started = time.perf_counter()
+async def _open(chatd: Chatd, tokens: list[str]) -> list[tuple[str, ChatClient]]:
     clients = await asyncio.wait_for(
-        _connect_all([url], tokens, None), HELLO_TIMEOUT_S * len(tokens) / 10
+        _connect_all([chatd.url], tokens, None), HELLO_TIMEOUT_S * len(tokens) / 10
     )
+    return list(zip(tokens, clients, strict=True))
+
+
+def _median_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(rounds, key=lambda r: r["secondsUntilEveryHello"])[len(rounds) // 2]
+
+
+async def measure_storm(
+    stack: Stack,
+    chatd: Chatd,
+    issuer: TokenIssuer,
+    users: list[str],
+    rounds: int,
+    empty: Chatd | None = None,
+    empty_users: list[str] | None = None,
+) -> dict[str, Any]:
+    """``len(users)`` sockets up, then ``rounds`` times: all dropped, all reconnecting at once.
+
+    With ``empty`` (a chatd on a database with no message), as many of its users'
+    sockets storm in alternation (ABBA), so that the two are compared under
+    whatever else the machine runs meanwhile.
+    """
+    connect_started = time.perf_counter()
+    sockets = {"main": await _open(chatd, [issuer.issue_access(u) for u in users])}
     connect_s = time.perf_counter() - connect_started
-    sockets = list(zip(tokens, clients, strict=True))
-    results = []
+    nodes = {"main": chatd}
+    if empty is not None and empty_users:
+        tokens = [issuer.issue_access(u) for u in empty_users[: len(users)]]
+        sockets["empty"] = await _open(empty, tokens)
+        nodes["empty"] = empty
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in sockets}
     try:
-        for _ in range(rounds):
-            await asyncio.sleep(STORM_SETTLE_S)
-            result, sockets = await _storm_round(stack, url, sockets)
-            results.append(result)
-            print(
-                f"    storm of {result['sockets']}: every hello in "
-                f"{result['secondsUntilEveryHello']} s, {result['failureCount']} failures, "
-                f"chatd {result['chatdCpuSeconds']} s, store {result['storeCpuSeconds']} s CPU",
-                flush=True,
-            )
+        for n in range(rounds):
+            order = list(sockets) if n % 2 == 0 else list(reversed(sockets))
+            for name in order:
+                await asyncio.sleep(STORM_SETTLE_S)
+                result, sockets[name] = await _storm_round(stack, nodes[name], sockets[name])
+                results[name].append(result)
+                print(
+                    f"    storm of {result['sockets']} ({name}): every hello in "
+                    f"{result['secondsUntilEveryHello']} s, {result['failureCount']} failures, "
+                    f"chatd {result['chatdCpuSeconds']} s, store {result['storeCpuSeconds']} s "
+                    "CPU",
+                    flush=True,
+                )
     finally:
-        for _, client in sockets:
-            client.conn.close()
-    ordered = sorted(results, key=lambda r: r["secondsUntilEveryHello"])
-    return {
-        **ordered[len(ordered) // 2],  # the median round
+        for group in sockets.values():
+            for _, client in group:
+                client.conn.close()
+    report = {
+        **_median_round(results["main"]),
         "initialConnectSeconds": round(connect_s, 2),
-        "rounds": results,
-        "failuresInAllRounds": sum(r["failureCount"] for r in results),
+        "rounds": results["main"],
+        "failuresInAllRounds": sum(r["failureCount"] for r in results["main"]),
     }
+    if results.get("empty"):
+        median = _median_round(results["empty"])
+        report["emptyStore"] = {
+            "median": {
+                key: median[key]
+                for key in (
+                    "sockets",
+                    "secondsUntilEveryHello",
+                    "timeToHelloMs",
+                    "failureCount",
+                    "chatdCpuMsPerHello",
+                    "storeCpuMsPerHello",
+                )
+            },
+            "rounds": results["empty"],
+            "failuresInAllRounds": sum(r["failureCount"] for r in results["empty"]),
+        }
+        report["secondsOverEmptyStore"] = round(
+            report["secondsUntilEveryHello"] / median["secondsUntilEveryHello"], 2
+        )
+    return report
 
 
 # -- the REST conversation list --------------------------------------------------------------
@@ -869,10 +1055,13 @@ def _summary_line(point: dict[str, Any]) -> str:
         f"p50/p99 {pair('storm', 'timeToHelloMs')} ms, "
         f"{_get(point, 'storm', 'failuresInAllRounds')} failures, chatd "
         f"{_get(point, 'storm', 'chatdCpuSeconds')} s CPU, store "
-        f"{_get(point, 'storm', 'storeCpuSeconds')} s | list p50/p99 first "
+        f"{_get(point, 'storm', 'storeCpuSeconds')} s, "
+        f"{_get(point, 'storm', 'secondsOverEmptyStore')}x an empty store's | list p50/p99 first "
         f"{pair('conversationList', 'firstPageMs')} ms, page "
         f"{_get(point, 'conversationList', 'deepPage')} "
-        f"{pair('conversationList', 'deepPageMs')} ms"
+        f"{pair('conversationList', 'deepPageMs')} ms | alternating with an empty store: "
+        f"p99 newcomer/empty {_get(point, 'pairedWithEmptyStore', 'newcomerP99OverEmpty')}, "
+        f"with history/empty {_get(point, 'pairedWithEmptyStore', 'withHistoryP99OverEmpty')}"
     )
 
 
@@ -885,7 +1074,7 @@ def _ratio(points: list[dict[str, Any]], kind: str) -> float | None:
 
 
 def _mean_calibration_ms(point: dict[str, Any]) -> float | None:
-    runs = [c["cpuMs"] for c in point.get("core0Calibration", []) if "cpuMs" in c]
+    runs = [c["wallMs"] for c in point.get("core0Calibration", []) if "wallMs" in c]
     return sum(runs) / len(runs) if runs else None
 
 
@@ -919,6 +1108,7 @@ async def run(plan: Plan) -> dict[str, Any]:
     # restd serves /metrics on a port of its own (Stack picks chatd's): a free one.
     stack = Stack(workdir, overrides={"restd_metrics_port": free_port()})
     seeder: Seeder | None = None
+    control: Control | None = None
     try:
         settings = stack.start()
         admin: AsyncMongoClient[Doc] = make_client(settings.mongo_url)
@@ -935,6 +1125,8 @@ async def run(plan: Plan) -> dict[str, Any]:
             + 1
             + len(population.list_partners),
         }
+        control = await Control.create(settings, max(2 * plan.hello_connects, plan.storm_sockets))
+        report["population"]["emptyDatabaseUsers"] = len(control.users)
         seeder = Seeder(settings, population)
         seeder.start()
         for index, size in enumerate(plan.sizes):
@@ -951,7 +1143,7 @@ async def run(plan: Plan) -> dict[str, Any]:
                 report["seeding"].append(step)
             if index:
                 stack.restart_chatd()  # cold caches, same store
-            url = stack.urls()[0]
+            chatd = Chatd.of_stack(stack)
             issuer = TokenIssuer(settings.jwt_secret, 3600)
             point: dict[str, Any] = {
                 "historyMessages": seeder.history_messages,
@@ -971,13 +1163,25 @@ async def run(plan: Plan) -> dict[str, Any]:
                 flush=True,
             )
             point["hello"] = await _guarded(
-                "hello", measure_hello(stack, url, issuer, population, plan)
+                "hello", measure_hello(stack, chatd, issuer, population, plan)
+            )
+            empty = control.start(stack)
+            # The sockets just closed go offline after the grace period (a batch of
+            # presence and lastSeen writes in the main chatd): not during the next test.
+            await asyncio.sleep(settings.presence_grace_s + 2)
+            point["pairedWithEmptyStore"] = await _guarded(
+                "paired hello",
+                measure_paired(chatd, control, empty, issuer, population, plan),
             )
             await asyncio.sleep(settings.presence_grace_s + 2)  # their offline transitions
             storm_users = population.with_history[: plan.storm_sockets]
             point["storm"] = await _guarded(
-                "storm", measure_storm(stack, url, issuer, storm_users, plan.storm_rounds)
+                "storm",
+                measure_storm(
+                    stack, chatd, issuer, storm_users, plan.storm_rounds, empty, control.users
+                ),
             )
+            control.stop()
             await asyncio.sleep(settings.presence_grace_s + 2)
             if not population.received[population.list_user]:
                 listing = await seeder.conversations(population.list_user, population.list_partners)
@@ -996,6 +1200,8 @@ async def run(plan: Plan) -> dict[str, Any]:
         traceback.print_exc()
         report["error"] = f"{type(exc).__name__}: {exc}"[:500]
     finally:
+        if control is not None:
+            control.stop()
         if seeder is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(seeder.close(), 30)
@@ -1013,7 +1219,7 @@ async def run(plan: Plan) -> dict[str, Any]:
         "withHistoryHelloP99": _ratio(points, "withHistory"),
     }
     # The same ratios with each point's p99 divided by how slow core 0 was just then
-    # (CALIBRATION's CPU time, mean of before and after): the machine is shared.
+    # (CALIBRATION's wall time, mean of before and after): the machine is shared.
     speed = [_mean_calibration_ms(p) for p in points[:1] + points[-1:]]
     if len(speed) == 2 and all(speed):
         slowdown = speed[1] / speed[0]
@@ -1022,6 +1228,15 @@ async def run(plan: Plan) -> dict[str, Any]:
             raw = report["ratios"][f"{kind}HelloP99"]
             report["ratios"][f"{kind}HelloP99AdjustedForCore0"] = (
                 round(raw / slowdown, 2) if raw is not None else None
+            )
+    # Measured in alternation with a chatd on an empty database at the same moment.
+    for label, point in (("first", points[:1]), ("last", points[-1:])):
+        report["ratios"][f"stormSecondsOverEmptyAt{label.title()}"] = (
+            _get(point[0], "storm", "secondsOverEmptyStore") if point else None
+        )
+        for kind in ("newcomer", "withHistory"):
+            report["ratios"][f"{kind}HelloP99OverEmptyAt{label.title()}"] = (
+                _get(point[0], "pairedWithEmptyStore", f"{kind}P99OverEmpty") if point else None
             )
     report["ratios"]["underTarget"] = all(
         r is not None and r < TARGET_RATIO
@@ -1065,7 +1280,10 @@ def main() -> None:
     print(
         f"hello p99 at {ratios['to']:,} / at {ratios['from']:,} messages: newcomers "
         f"{ratios['newcomerHelloP99']}, with history {ratios['withHistoryHelloP99']} "
-        f"(target under {TARGET_RATIO}: {'met' if ratios['underTarget'] else 'NOT met'})"
+        f"(target under {TARGET_RATIO}: {'met' if ratios['underTarget'] else 'NOT met'}); "
+        f"at {ratios['to']:,}, alternating with an empty store: newcomers "
+        f"{ratios.get('newcomerHelloP99OverEmptyAtLast')}, with history "
+        f"{ratios.get('withHistoryHelloP99OverEmptyAtLast')}"
     )
     if report.get("codeChangedDuringRun"):
         print("warning: the code under test changed during the run (see codeDigest per point)")
