@@ -4,22 +4,6 @@ from __future__ import annotations
 
 from core.metrics import LATENCY_BUCKETS_S, CollectorRegistry, Counter, Gauge, Histogram
 
-# Finer than request latencies: a stall of a few milliseconds is what this is for.
-LOOP_LAG_BUCKETS_S = (
-    0.0005,
-    0.001,
-    0.002,
-    0.005,
-    0.01,
-    0.02,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-)
-
 
 class ChatMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -123,7 +107,7 @@ class ChatMetrics:
         self.loop_lag = Histogram(
             "chatd_loop_lag_seconds",
             "How late a periodic timer fires: time the event loop was busy elsewhere",
-            buckets=LOOP_LAG_BUCKETS_S,
+            buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
         self.draining = Gauge(

@@ -420,14 +420,19 @@ class Node:
         self._spawn(self._check_revocations(list(holders)))
 
     async def _check_revocations(self, users: list[str]) -> None:
+        sessions = [s for user in users for s in self.hub.sessions(user)]
         try:
-            for user in users:
-                for session in self.hub.sessions(user):
-                    if await self.authenticator.is_revoked(user, session.token_issued_at_ms):
-                        session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
+            # All at once: the authenticator batches them into one MGET per shard.
+            revoked = await asyncio.gather(
+                *(self.authenticator.is_revoked(s.user_id, s.token_issued_at_ms) for s in sessions)
+            )
         except (RedisError, OSError) as exc:
             self.metrics.bus_errors.labels("revocation-check").inc()
             log.warning("revocation check failed: %s", exc)
+            return
+        for session, is_revoked in zip(sessions, revoked, strict=True):
+            if is_revoked:
+                session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
 
     async def _expire_tokens(self) -> None:
         """Close sockets whose access token expired without an `auth` frame renewing it."""

@@ -93,12 +93,11 @@ def unread_digest(db: Database[Doc], user_id: str) -> Digest | None:
 def senders_text(db: Database[Doc], sender_ids: list[str]) -> str:
     """'Ann', 'Ann and Bo', 'Ann, Bo and Cy', 'Ann, Bo, Cy and 2 others'."""
     named = sender_ids[:SENDERS_NAMED_MAX]
-    found: dict[str, str] = {}
-    for user in named:  # by _id, one each: an `$in` is a scan on the embedded store
-        if ObjectId.is_valid(user):
-            doc = db[USERS].find_one({"_id": ObjectId(user)}, projection={"name": 1})
-            if doc is not None:
-                found[user] = doc.get("name") or "Someone"
+    oids = [ObjectId(u) for u in named if ObjectId.is_valid(u)]
+    found = {
+        str(d["_id"]): d.get("name") or "Someone"
+        for d in db[USERS].find({"_id": {"$in": oids}}, projection={"name": 1})
+    }
     names = [found.get(u, "Someone") for u in named]
     others = len(sender_ids) - len(named)
     if others:
