@@ -212,14 +212,16 @@ class Node:
                     connections_of(self.stores.db, user),
                     self._wait_subscribed(subscribed),
                 )
-                statuses = await self._statuses(contacts)
-                # Read from the store once subscribed: a commit on another node after
-                # this read is published after it, so it reaches us; one before it is
-                # inside the cursor. (A node's cache could miss other nodes' commits.)
-                cursor = await self.store.committed_head(user, fresh=True)
-                # A logout-all between the handshake's check and the subscription
-                # published its message before we listened: check again.
-                revoked = await self.authenticator.is_revoked(user, session.token_issued_at_ms)
+                # Once subscribed: the head from the store (a commit on another node
+                # after this read is published after it, so it reaches us; one before
+                # it is inside the cursor), and the revocation again (a logout-all
+                # between the handshake's check and the subscription was published
+                # before we listened).
+                statuses, cursor, revoked = await asyncio.gather(
+                    self._statuses(contacts),
+                    self.store.committed_head(user),
+                    self.authenticator.is_revoked(user, session.token_issued_at_ms),
+                )
             except BaseException:
                 subscribed.cancel()
                 self._abandon(session)

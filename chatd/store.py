@@ -492,28 +492,30 @@ class MessageStore:
         )
         return _seq_of(doc[field_name]) if doc else 0
 
-    async def committed_head(self, user_id: str, *, fresh: bool = False) -> Cursor:
-        """The user's last committed positions: this node's, or the store's if ``fresh``.
+    async def committed_head(self, user_id: str) -> Cursor:
+        """The user's last committed positions, read from the store (both at once).
 
-        Register the session for live delivery before reading it: everything
-        committed here after the cursor then reaches the session (``fresh``
-        also takes in what other nodes committed up to the read).
+        Register the session for live delivery, and subscribe to the user's
+        channel, before reading it: a commit here or on another node after the
+        read then reaches the session, and one before it is inside the cursor.
         """
-        for field_name, committed in (
-            ("inKey", self._committed_in),
-            ("outKey", self._committed_out),
+        seqs = await asyncio.gather(
+            self._max_seq("inKey", user_id), self._max_seq("outKey", user_id)
+        )
+        for seq, committed, heads in zip(
+            seqs,
+            (self._committed_in, self._committed_out),
+            (self._heads_in, self._heads_out),
+            strict=True,
         ):
-            if fresh or user_id not in committed:
-                seq = await self._max_seq(field_name, user_id)
-                # The writer may have advanced it meanwhile: never move it back.
-                _advance(committed, user_id, seq)
-                if user_id not in committed:
-                    committed.put(user_id, seq)  # zero: nothing committed yet
-                # Nothing allocated here yet either: seed the writer's head, so a
-                # connected user's first message needs no store read.
-                heads = self._heads_in if field_name == "inKey" else self._heads_out
-                if user_id not in heads:
-                    heads.put(user_id, seq)
+            # The writer may have advanced it meanwhile: never move it back.
+            _advance(committed, user_id, seq)
+            if user_id not in committed:
+                committed.put(user_id, seq)  # zero: nothing committed yet
+            # Nothing allocated here yet either: seed the writer's head, so a
+            # connected user's first message needs no store read.
+            if user_id not in heads:
+                heads.put(user_id, seq)
         return Cursor(self._committed_in[user_id], self._committed_out[user_id])
 
     # -- reads --------------------------------------------------------------------------

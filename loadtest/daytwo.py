@@ -981,8 +981,8 @@ async def probe_queries(stack: Stack, settings: Settings, population: Population
         "connectionsOf/withHistory": lambda: connections_of(db, veteran),
         "connectionsOf/newcomer": lambda: connections_of(db, newcomer),
         # two newest-position reads (inKey, outKey), as with fresh=True at every hello
-        "committedHead/withHistory": lambda: store.committed_head(veteran, fresh=True),
-        "committedHead/newcomer": lambda: store.committed_head(newcomer, fresh=True),
+        "committedHead/withHistory": lambda: store.committed_head(veteran),
+        "committedHead/newcomer": lambda: store.committed_head(newcomer),
         # the list's reads (restd/conversations.py list_conversations)
         "conversationsSide0/listUser": lambda: (
             db[CONVERSATIONS].find(sort_range(me, 0)).sort("sort0", -1).limit(51).to_list()
