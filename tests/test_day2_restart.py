@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,6 +61,26 @@ class Data:
     redis_key: str
 
 
+def _stable_port() -> int:
+    """A free port below the kernel's ephemeral range.
+
+    The stack is started several times on the same ports; a port from
+    ``free_port()`` lies in the ephemeral range, where any outgoing connection
+    on the machine may take it between two starts ("Address already in use").
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    return free_port()
+
+
 @dataclass
 class Launcher:
     workdir: Path
@@ -71,7 +93,7 @@ class Launcher:
     @classmethod
     def create(cls, workdir: Path) -> Launcher:
         ports = {
-            name: free_port()
+            name: _stable_port()
             for name in (
                 "restd",
                 "chatd",
