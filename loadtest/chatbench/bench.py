@@ -235,17 +235,71 @@ async def _make_pairs(settings: Settings, pairs: int) -> list[tuple[str, str]]:
     return result
 
 
-def _persist_histogram(port: int) -> dict[str, Any]:
-    """Node 0's group-commit batches: count, mean size, and how many took over 50 ms."""
+def _scrape(port: int) -> dict[str, float]:
+    """Every sample on a node's /metrics, by its name and labels as printed."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     values: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith(("chatd_persist_latency_seconds", "chatd_persist_batch_size_")):
+        if line and not line.startswith("#"):
             name, _, value = line.rpartition(" ")
             values[name] = float(value)
+    return values
+
+
+def _histogram(
+    name: str, after: dict[str, float], before: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Count, mean and p50/p99 upper bounds (bucket edges, ms) of one histogram,
+    over the window between two scrapes (or since start without ``before``)."""
+    before = before or {}
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    buckets: list[tuple[float, float]] = []
+    prefix = f'{name}_bucket{{le="'
+    for key in after:
+        if key.startswith(prefix):
+            edge = key[len(prefix) : -2]
+            buckets.append((float("inf") if edge == "+Inf" else float(edge), delta(key)))
+    buckets.sort()
+    count = delta(f"{name}_count")
+
+    def upper(q: float) -> float | None:
+        for edge, cumulative in buckets:
+            if count and cumulative >= q * count:
+                return None if edge == float("inf") else round(edge * 1000, 3)
+        return None
+
+    return {
+        "count": int(count),
+        "meanMs": round(delta(f"{name}_sum") / count * 1000, 3) if count else None,
+        "p50UpToMs": upper(0.50),
+        "p99UpToMs": upper(0.99),
+        "maxBucketMs": next((round(e * 1000, 3) for e, c in reversed(buckets) if c < count), 0.0)
+        if count
+        else None,
+    }
+
+
+def _errors(values: dict[str, float]) -> dict[str, float]:
+    """Bus, store and refusal counters that are not zero."""
+    return {
+        key: value
+        for key, value in values.items()
+        if key.startswith(
+            ("chatd_bus_errors_total", "chatd_store_errors_total", "chatd_handshake_refusals_total")
+        )
+        and value
+    }
+
+
+def _persist_histogram(port: int) -> dict[str, Any]:
+    """Node 0's group-commit batches: count, mean size, and how many took over 50 ms."""
+    values = _scrape(port)
     count = values.get("chatd_persist_latency_seconds_count", 0.0)
     under_50ms = values.get('chatd_persist_latency_seconds_bucket{le="0.05"}', 0.0)
     size_sum = values.get("chatd_persist_batch_size_sum", 0.0)
@@ -258,6 +312,9 @@ def _persist_histogram(port: int) -> dict[str, Any]:
         if count
         else None,
         "commitsOver50ms": int(count - under_50ms),
+        "commitLatency": _histogram("chatd_persist_latency_seconds", values),
+        "loopLag": _histogram("chatd_loop_lag_seconds", values),
+        "errors": _errors(values),
     }
 
 
@@ -298,9 +355,14 @@ class Load:
             self.errors[data["code"]] = self.errors.get(data["code"], 0) + 1
 
 
-async def _connect_all(urls: list[str], tokens: list[str], load: Load | None) -> list[ChatClient]:
+async def _connect_all(
+    urls: list[str],
+    tokens: list[str],
+    load: Load | None,
+    concurrency: int = CONNECT_CONCURRENCY,
+) -> list[ChatClient]:
     """Socket k connects to node k % len(urls): pair members land on different nodes."""
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    gate = asyncio.Semaphore(concurrency)
 
     async def one(k: int, token: str) -> ChatClient:
         async with gate:
@@ -430,38 +492,83 @@ async def run_load(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def run_idle_memory(sockets: int) -> dict[str, Any]:
-    """chatd's memory per idle socket: RSS with N open sockets minus RSS with none."""
+async def run_idle(
+    sockets: int,
+    window_s: float = 30.0,
+    concurrency: int = CONNECT_CONCURRENCY,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """N sockets connect (at most ``concurrency`` handshakes in flight), then sit idle.
+
+    Reports the connect time and rate, hello latency, chatd's memory per idle
+    socket (RSS with N open sockets minus RSS with one), and over an idle window
+    of ``window_s`` (long enough for presence heartbeats and websocket pings):
+    CPU of chatd, the store and Redis as a share of the core, the event loop's
+    lag, and any bus, store or refusal errors.
+    """
     _raise_fd_limit()
     _pin(os.getpid(), CLIENT_CORE)
     workdir = Path(tempfile.mkdtemp(prefix="chatbench-idle-"))
-    stack = Stack(workdir)
+    stack = Stack(workdir, overrides=overrides or {})
     try:
         settings = stack.start()
         pairs = await _make_pairs(settings, max(1, sockets // 2))
         issuer = TokenIssuer(settings.jwt_secret, 3600)
         url = stack.urls()[0]
+        port = stack.metrics_ports[0]
         assert stack.chatd.pid
         # Warm up: one socket, so that imports and caches are not counted per socket.
         warm = await ChatClient.connect(url, issuer.issue_access(pairs[0][0]))
         await asyncio.sleep(0.5)
         base_rss, _ = _proc_stats(stack.chatd.pid)
         tokens = [issuer.issue_access(u) for pair in pairs for u in pair]
+        connect0 = _scrape(port)
+        cpu_connect0 = stack.cpu_seconds()
         started = time.perf_counter()
-        clients = await _connect_all([url], tokens, None)
+        clients = await _connect_all([url], tokens, None, concurrency)
         connect_s = time.perf_counter() - started
+        cpu_connect1 = stack.cpu_seconds()
         await asyncio.sleep(2.0)
+        connected = _scrape(port)
         rss, _ = _proc_stats(stack.chatd.pid)
+        cpu0 = stack.cpu_seconds()
+        await asyncio.sleep(window_s)
+        cpu1 = stack.cpu_seconds()
+        idle = _scrape(port)
         for client in [warm, *clients]:
             client.conn.close()
         per_socket = (rss - base_rss) / len(clients)
+        chatd_s, store_s, redis_s = (
+            after - before for after, before in zip(cpu1, cpu0, strict=True)
+        )
+        connect_cpu = [
+            after - before for after, before in zip(cpu_connect1, cpu_connect0, strict=True)
+        ]
         return {
             "sockets": len(clients),
+            "connectConcurrency": concurrency,
+            "connectSeconds": round(connect_s, 2),
+            "handshakesPerSecond": round(len(clients) / connect_s, 1),
+            "connectCpuSeconds": {
+                "chatd": round(connect_cpu[0], 2),
+                "store": round(connect_cpu[1], 2),
+                "redis": round(connect_cpu[2], 2),
+            },
+            "helloLatency": _histogram("chatd_hello_seconds", connected, connect0),
+            "connectLoopLag": _histogram("chatd_loop_lag_seconds", connected, connect0),
             "baseRssBytes": base_rss,
             "rssBytes": rss,
             "bytesPerIdleSocket": round(per_socket),
             "kibPerIdleSocket": round(per_socket / 1024, 2),
-            "connectSeconds": round(connect_s, 2),
+            "idleWindowSeconds": window_s,
+            "idleCoreShare": {
+                "chatd": round(chatd_s / window_s, 4),
+                "store": round(store_s / window_s, 4),
+                "redis": round(redis_s / window_s, 4),
+                "chatdAndStore": round((chatd_s + store_s) / window_s, 4),
+            },
+            "idleLoopLag": _histogram("chatd_loop_lag_seconds", idle, connected),
+            "errors": _errors(idle),
         }
     finally:
         stack.stop()
@@ -483,12 +590,18 @@ def main() -> None:
         metavar="FIELD=VALUE",
         help="a chatd setting for this run, e.g. presence_ttl_s=3600",
     )
-    parser.add_argument("--idle", action="store_true", help="measure memory per idle socket")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        metavar="SECONDS",
+        help="connect the sockets, then measure them idle for this long",
+    )
+    parser.add_argument("--connect-concurrency", type=int, default=CONNECT_CONCURRENCY)
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
     if args.idle:
-        result = asyncio.run(run_idle_memory(args.sockets))
+        result = asyncio.run(run_idle(args.sockets, args.idle, args.connect_concurrency, overrides))
     else:
-        overrides = dict(item.split("=", 1) for item in args.set)
         result = asyncio.run(
             run_load(
                 args.sockets,

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtest.chatbench.bench import run_idle_memory, run_load
+from loadtest.chatbench.bench import run_idle, run_load
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 OBJECTIVE_P99_MS = 20.0
@@ -77,7 +77,7 @@ async def suite(quick: bool) -> dict[str, Any]:
             break
     report["highestRateWithinObjective"] = best
 
-    idle = await run_idle_memory(2000 if quick else 10_000)
+    idle = await run_idle(2000 if quick else 10_000)
     print(f"idle: {idle}", flush=True)
     report["idle"] = idle
 
