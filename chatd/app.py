@@ -36,11 +36,9 @@ def make_app(node: Node, readiness: Readiness) -> tornado.web.Application:
     routes: list[Any] = [*service_routes(readiness), *chat_routes(node)]
     return tornado.web.Application(
         routes,
-        websocket_ping_interval=settings.ws_ping_interval_s,
-        # Tornado caps the timeout at the interval: a silent socket goes within 2 intervals.
-        websocket_ping_timeout=min(
-            settings.ws_ping_interval_s, settings.ws_idle_timeout_s - settings.ws_ping_interval_s
-        ),
+        # Keepalive pings come from the node's one wheel (chatd/keepalive.py), not a
+        # task per socket.
+        websocket_ping_interval=0,
         websocket_max_message_size=settings.ws_max_frame_bytes,
     )
 

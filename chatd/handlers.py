@@ -134,6 +134,7 @@ async def handle_auth(node: Node, session: Session, data: Auth) -> None:
         raise ProtocolError(ErrorCode.UNAUTHENTICATED, "that token is for another user")
     session.token_issued_at_ms = claims.issued_at_ms
     session.token_expires_at_s = claims.expires_at
+    node.expiries.track(session)
     session.send(frames.auth_ok(claims.expires_at))
 
 

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from aiodataloader import DataLoader
 from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -68,6 +69,7 @@ class Inbox:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._hurry = asyncio.Event()
+        self._totals: DataLoader[str, int] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -156,8 +158,22 @@ class Inbox:
         when nothing is pending; otherwise the pending flush is hurried)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flushed(), READ_FLUSH_WAIT_S)
-        doc = await self.db[UNREAD_COUNTS].find_one({"_id": user_id})
-        return max(0, int(doc.get("total") or 0)) if doc else 0
+        if self._totals is None:
+            # Created on first use, inside the running loop the loader schedules on.
+            self._totals = DataLoader(self._load_totals, cache=False, max_batch_size=500)
+        return await self._totals.load(user_id)
+
+    async def _load_totals(self, user_ids: list[str]) -> list[int]:
+        """Every total asked for in the same loop turn (sockets opening together), in
+        one read by primary key (which the embedded store serves from its index)."""
+        wanted = list(dict.fromkeys(user_ids))
+        found = {
+            doc["_id"]: max(0, int(doc.get("total") or 0))
+            async for doc in self.db[UNREAD_COUNTS].find(
+                {"_id": {"$in": wanted}}, projection={"total": 1}
+            )
+        }
+        return [found.get(u, 0) for u in user_ids]
 
     async def mark_read(self, user_id: str, conv_id: str, up_to: ObjectId) -> tuple[int, int]:
         """Mark the user's messages of the conversation up to ``up_to`` read.

@@ -25,8 +25,10 @@ from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
+from chatd.expiry import ExpiryWheel
 from chatd.hub import Hub
 from chatd.inbox import Inbox
+from chatd.keepalive import KeepAlive
 from chatd.limits import TokenBuckets
 from chatd.metrics import ChatMetrics
 from chatd.offline import OfflineMarks
@@ -57,6 +59,8 @@ AUTH_BURST = 10
 # The signature check's leeway: a clock a little ahead of the issuer's does not cut a
 # socket short.
 TOKEN_EXPIRY_LEEWAY_S = JWT_LEEWAY_S
+# Each revocation poll reads back this far before the previous one started.
+REVOCATION_OVERLAP_S = 5.0
 # How often the event loop's lag is sampled (chatd_loop_lag_seconds).
 LOOP_LAG_PERIOD_S = 0.1
 # Shutdown waits at most this long for background work to notice its cancellation.
@@ -117,6 +121,10 @@ class Node:
             settings.handshake_rate_per_s, settings.handshake_burst
         )
         self.draining = False
+        # Every open session's keepalive ping, on one timer.
+        self.keepalive = KeepAlive(settings.ws_ping_interval_s)
+        # Open sessions by the second their access token expires (`auth` refiles them).
+        self.expiries: ExpiryWheel[Session] = ExpiryWheel()
         # Bounds the sockets being opened at once (hello's reads); the rest queue.
         self._admission = asyncio.Semaphore(settings.hello_concurrency)
         # Presence transitions, applied in batches by one loop (_presence_loop): a
@@ -140,11 +148,14 @@ class Node:
         self._spawn(self._presence_loop())
         self._spawn(self._watch_loop_lag())
         self._spawn(self._expire_tokens())
+        self._spawn(self._poll_revocations())
+        if self.settings.ws_ping_interval_s > 0:
+            self._spawn(self.keepalive.run())
         await self.router.start()
         self.presence.start_heartbeat(
             self.hub.users,
             lambda: self.metrics.bus_errors.labels("presence").inc(),
-            self._refresh_holders,
+            self._prune_holders,
         )
 
     async def close(self) -> None:
@@ -250,6 +261,8 @@ class Node:
             ),
             cursor,
         )
+        self.expiries.track(session)
+        self.keepalive.add(session)
         self.metrics.connects.inc()
         self.metrics.open_sockets.inc()
         if first:
@@ -280,6 +293,8 @@ class Node:
         session.closed = True
         if not session.greeted:
             return  # not opened yet: open_session sees `closed` and cleans up
+        self.expiries.discard(session)
+        self.keepalive.discard(session)
         self.metrics.disconnects.inc()
         self.metrics.open_sockets.dec()
         if self.hub.remove(session) and not self._closed:
@@ -410,40 +425,44 @@ class Node:
         for session in self.hub.sessions(user):
             session.verify_soon()
 
-    def _refresh_holders(self, holders: dict[str, set[str]]) -> None:
-        """From the heartbeat: who else holds our users (dead nodes' claims have expired).
+    def _prune_holders(self, live_nodes: set[str]) -> None:
+        """From the heartbeat: forget other holders whose node has no live lease."""
+        for others in self._remote.values():
+            others &= live_nodes
 
-        The same slice of users has its revocations checked: a logout-all whose
-        bus message was lost still closes their sockets within one heartbeat period.
+    async def _poll_revocations(self) -> None:
+        """Once a presence period, the logout-alls recorded since the last look.
+
+        The bus closes a logged-out user's sockets at once; this closes them
+        within one period even when that message was lost. It reads only what is
+        new on each shard (revocations are rare), whatever the number of sockets.
+        The window overlaps the last one, so a write with a slightly older
+        timestamp is not missed, and closing twice is harmless.
         """
-        for user, others in holders.items():
-            if self.hub.has_user(user):
-                self._remote[user] = others
-        self._spawn(self._check_revocations(list(holders)))
-
-    async def _check_revocations(self, users: list[str]) -> None:
-        sessions = [s for user in users for s in self.hub.sessions(user)]
-        try:
-            # All at once: the authenticator batches them into one MGET per shard.
-            revoked = await asyncio.gather(
-                *(self.authenticator.is_revoked(s.user_id, s.token_issued_at_ms) for s in sessions)
-            )
-        except (RedisError, OSError) as exc:
-            self.metrics.bus_errors.labels("revocation-check").inc()
-            log.warning("revocation check failed: %s", exc)
-            return
-        for session, is_revoked in zip(sessions, revoked, strict=True):
-            if is_revoked:
-                session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
+        period = self.presence.period_s
+        since_ms = _now_ms()
+        while True:
+            await asyncio.sleep(period * random.uniform(0.8, 1.0))
+            started_ms = _now_ms()
+            for shard in range(len(self.stores.redis)):
+                try:
+                    revoked = await self.authenticator.revocations_since(shard, since_ms)
+                except (RedisError, OSError) as exc:
+                    self.metrics.bus_errors.labels("revocation-check").inc()
+                    log.warning("revocation poll of shard %d failed: %s", shard, exc)
+                    continue
+                for user, up_to_ms in revoked.items():
+                    for session in self.hub.sessions(user):
+                        if session.token_issued_at_ms <= up_to_ms:
+                            session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
+            since_ms = started_ms - int(REVOCATION_OVERLAP_S * 1000)
 
     async def _expire_tokens(self) -> None:
         """Close sockets whose access token expired without an `auth` frame renewing it."""
         while True:
             await asyncio.sleep(self.settings.token_check_interval_s)
-            now_s = time.time()
-            for session in list(self.hub.all_sessions()):
-                expires = session.token_expires_at_s
-                if expires and now_s > expires + TOKEN_EXPIRY_LEEWAY_S:
+            for session in self.expiries.due(time.time() - TOKEN_EXPIRY_LEEWAY_S):
+                if not session.closed:
                     self.metrics.tokens_expired.inc()
                     session.disconnect(
                         CloseCode.TOKEN_EXPIRED, "access token expired: reconnect with a fresh one"

@@ -1,10 +1,14 @@
-"""Cluster presence by TTL heartbeat (STYLE 11; centrifuge).
+"""Cluster presence: per-user claims, kept alive by one lease per node (core/presence.py).
 
-On the user's shard, hash ``presence:{user}`` maps each node holding a socket of
-the user to the epoch second its claim expires. Nodes refresh their users'
-claims every third of the TTL (with jitter), so a node that dies without a word
-stops counting once its claims expire, and nothing needs cleaning up. A user is
-online while any claim is unexpired.
+A node claims a user when the user's first socket opens here (``claim``) and
+drops the claim when the last one closes (``release``). Between the two it does
+nothing per user: the heartbeat renews the node's own lease on every shard once
+a period (a third of the TTL) and reads which leases are live, which every
+status read then uses. A heartbeat that finds its lease gone (Redis restarted,
+or the node stalled past the TTL) claims every local user on that shard again,
+in slices. Presence keys carry a long TTL so a claim a dead node left behind is
+removed in the end; the heartbeat re-claims a slice of local users each period
+so that no live user's key reaches it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable, Iterable
 
@@ -19,13 +24,17 @@ from aiodataloader import DataLoader
 from redis.exceptions import RedisError
 
 from core.keys import Keys
+from core.presence import claim_value, holders, lease_member, live_leases
 from core.redis import RedisShards
 
 log = logging.getLogger(__name__)
 
 LAST_SEEN_TTL_S = 90 * 24 * 3600
-# A period's refresh goes out in this many pipelines, evenly spaced.
-HEARTBEAT_SLICES = 20
+# A presence key outlives any heartbeat by far; each local user's is re-claimed
+# at least twice in this time.
+PRESENCE_KEY_TTL_S = 6 * 3600
+# Users claimed again in one pipeline when a shard lost our lease.
+RECLAIM_SLICE = 500
 
 
 class Presence:
@@ -33,32 +42,45 @@ class Presence:
         self.redis = redis
         self.keys = keys
         self.node_id = node_id
+        self.incarnation = secrets.token_hex(4)
         self.ttl_s = ttl_s
+        # Per shard: the node incarnations whose lease was live at the last heartbeat.
+        self._leases: list[set[str]] = [set() for _ in redis.clients]
         self._heartbeat: asyncio.Task[None] | None = None
         self._status_loader: DataLoader[str, tuple[bool, int | None]] | None = None
 
-    async def claim(self, user_ids: Iterable[str]) -> dict[str, set[str]]:
-        """Claim (or refresh) this node's presence for these users, one pipeline per shard.
+    @property
+    def period_s(self) -> float:
+        return self.ttl_s / 3
 
-        Returns, per user, the other nodes that hold a live claim on them."""
-        expiry = int(time.time() + self.ttl_s)
+    def live_nodes(self) -> set[str]:
+        """Node ids with a live lease on any shard, as of the last heartbeat."""
+        return {m.partition(":")[0] for leases in self._leases for m in leases}
+
+    async def claim(self, user_ids: Iterable[str]) -> dict[str, set[str]]:
+        """Claim these users for this node, one pipeline per shard.
+
+        Returns, per user, the other nodes whose claim on them counts."""
+        now = time.time()
+        value = claim_value(int(now + self.ttl_s), self.incarnation)
         others: dict[str, set[str]] = {}
         for shard, users in self._by_shard(user_ids).items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
             for user in users:
                 key = self.keys.presence(user)
-                pipe.hset(key, self.node_id, expiry)
-                pipe.expire(key, int(self.ttl_s) + 1)
+                pipe.hset(key, self.node_id, value)
+                pipe.expire(key, PRESENCE_KEY_TTL_S)
                 pipe.hgetall(key)
             replies = await pipe.execute()
+            leases = self._leases[shard]
             for i, user in enumerate(users):
-                others[user] = _live_nodes(replies[3 * i + 2]) - {self.node_id}
+                others[user] = holders(replies[3 * i + 2], leases, now) - {self.node_id}
         return others
 
     async def release(self, user_ids: Iterable[str]) -> set[str]:
         """Drop this node's claims, one pipeline per shard; returns the users still
         online on another node."""
-        now_ms = int(time.time() * 1000)
+        now = time.time()
         elsewhere: set[str] = set()
         for shard, users in self._by_shard(user_ids).items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
@@ -66,9 +88,12 @@ class Presence:
                 key = self.keys.presence(user)
                 pipe.hdel(key, self.node_id)
                 pipe.hgetall(key)
-                pipe.set(self.keys.last_seen(user), now_ms, ex=LAST_SEEN_TTL_S)
+                pipe.set(self.keys.last_seen(user), int(now * 1000), ex=LAST_SEEN_TTL_S)
             replies = await pipe.execute()
-            elsewhere |= {user for i, user in enumerate(users) if _any_live(replies[3 * i + 1])}
+            leases = self._leases[shard]
+            elsewhere |= {
+                user for i, user in enumerate(users) if holders(replies[3 * i + 1], leases, now)
+            }
         return elsewhere
 
     def _by_shard(self, user_ids: Iterable[str]) -> dict[int, list[str]]:
@@ -92,6 +117,7 @@ class Presence:
         return [result[u] for u in user_ids]
 
     async def _statuses_now(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
+        now = time.time()
         result: dict[str, tuple[bool, int | None]] = {}
         for shard, users in self._by_shard(user_ids).items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
@@ -99,52 +125,84 @@ class Presence:
                 pipe.hgetall(self.keys.presence(user))
                 pipe.get(self.keys.last_seen(user))
             replies = await pipe.execute()
+            leases = self._leases[shard]
             for i, user in enumerate(users):
                 claims, seen = replies[2 * i], replies[2 * i + 1]
-                result[user] = (_any_live(claims), int(seen) if seen else None)
+                result[user] = (bool(holders(claims, leases, now)), int(seen) if seen else None)
         return result
+
+    async def renew_lease(self) -> list[bool | None]:
+        """Renew this node's lease on every shard and read the live ones.
+
+        Per shard: True if our lease was missing (the first beat, Redis lost its
+        data, or we stalled past the TTL), so that shard's users need claiming
+        again; None if the shard failed (its claims fall back to their expiry)."""
+        now = time.time()
+        member = lease_member(self.node_id, self.incarnation)
+        key = self.keys.node_leases()
+        lost: list[bool | None] = []
+        for shard, client in enumerate(self.redis.clients):
+            pipe = client.pipeline(transaction=False)
+            pipe.zadd(key, {member: now + self.ttl_s})
+            pipe.zremrangebyscore(key, "-inf", now - self.ttl_s)
+            pipe.zrangebyscore(key, now, "+inf")
+            try:
+                added, _, live = await pipe.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("presence lease on shard %d not renewed: %s", shard, exc)
+                lost.append(None)
+                continue
+            self._leases[shard] = live_leases(live)
+            lost.append(bool(added))
+        return lost
+
+    async def drop_lease(self) -> None:
+        member = lease_member(self.node_id, self.incarnation)
+        for client in self.redis.clients:
+            try:
+                await client.zrem(self.keys.node_leases(), member)
+            except (RedisError, OSError) as exc:
+                log.warning("could not drop the presence lease: %s", exc)
 
     def start_heartbeat(
         self,
         local_users: Callable[[], list[str]],
         on_error: Callable[[], None],
-        on_holders: Callable[[dict[str, set[str]]], None],
+        on_live_nodes: Callable[[set[str]], None],
     ) -> None:
-        """Refresh every local user's claim once per period (a third of the TTL).
+        """Once a period (jittered): renew the lease, then re-claim what needs it.
 
-        Spread over the period in HEARTBEAT_SLICES pipelines, each a slice of the
-        users as they stood when the period began: one pipeline for 10,000 users
-        was a stall of the event loop every period, which every socket's latency
-        felt. A user who connects meanwhile was claimed on connect.
+        Users of a shard that lost our lease are all claimed again, RECLAIM_SLICE
+        per pipeline; otherwise only a slice sized so that every local user's key
+        is renewed twice within PRESENCE_KEY_TTL_S.
         """
 
         async def beat() -> None:
+            cursor = 0
             while True:
-                period = self.ttl_s / 3 * random.uniform(0.8, 1.0)
-                users = local_users()
-                size = max(1, -(-len(users) // HEARTBEAT_SLICES))
-                for tick in range(HEARTBEAT_SLICES):
-                    await asyncio.sleep(period / HEARTBEAT_SLICES)
-                    chunk = users[tick * size : (tick + 1) * size]
-                    if not chunk:
-                        continue
-                    try:
-                        on_holders(await self.claim(chunk))
-                    except (RedisError, OSError) as exc:
+                try:
+                    lost = await self.renew_lease()
+                    if None in lost:
                         on_error()
-                        log.warning("presence heartbeat failed: %s", exc)
+                    on_live_nodes(self.live_nodes())
+                    users = local_users()
+                    if any(lost):
+                        again = [u for u in users if lost[self.redis.index_for(u)]]
+                        for start in range(0, len(again), RECLAIM_SLICE):
+                            await self.claim(again[start : start + RECLAIM_SLICE])
+                    elif users:
+                        size = max(1, int(len(users) * self.period_s * 2 / PRESENCE_KEY_TTL_S) + 1)
+                        cursor %= len(users)
+                        await self.claim(users[cursor : cursor + size])
+                        cursor += size
+                except (RedisError, OSError) as exc:
+                    on_error()
+                    log.warning("presence heartbeat failed: %s", exc)
+                await asyncio.sleep(self.period_s * random.uniform(0.8, 1.0))
 
         self._heartbeat = asyncio.get_running_loop().create_task(beat())
 
     async def close(self) -> None:
         if self._heartbeat:
             self._heartbeat.cancel()
-
-
-def _any_live(claims: dict[bytes, bytes]) -> bool:
-    return bool(_live_nodes(claims))
-
-
-def _live_nodes(claims: dict[bytes, bytes]) -> set[str]:
-    now = time.time()
-    return {node.decode() for node, expiry in claims.items() if float(expiry) > now}
+        await self.drop_lease()

@@ -43,6 +43,11 @@ CLOSE_TIMEOUT_S = 2.0
 # How long the listener waits for a message before it looks for new users to subscribe:
 # a connecting socket's hello waits for its subscription, so this bounds that wait.
 LISTEN_POLL_S = 0.01
+SUBSCRIBE_CHUNK = 1000
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class Router(Protocol):
@@ -82,8 +87,13 @@ class RedisRouter:
         self.on_message = on_message
         self.on_error = on_error
         self._watched: list[set[str]] = [set() for _ in redis.clients]
-        # Channels Redis has confirmed on each shard's current listening connection.
+        # Per shard, for its current listening connection: channels asked for, channels
+        # Redis has confirmed, and the changes not sent yet. Kept as differences so a
+        # socket opening costs the same with 10 or 10,000 users watched.
+        self._subscribed: list[set[str]] = [set() for _ in redis.clients]
         self._confirmed: list[set[str]] = [set() for _ in redis.clients]
+        self._to_add: list[set[str]] = [set() for _ in redis.clients]
+        self._to_remove: list[set[str]] = [set() for _ in redis.clients]
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._dirty: list[asyncio.Event] = [asyncio.Event() for _ in redis.clients]
         self._outbox: list[tuple[int, str, bytes]] = []
@@ -110,19 +120,28 @@ class RedisRouter:
         shard = self.redis.index_for(user_id)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         channel = self.keys.user_channel(user_id)
-        if user_id in self._watched[shard] and channel in self._confirmed[shard]:
+        self._watched[shard].add(user_id)
+        # Watched again before an unsubscribe went out: the subscription stands.
+        self._to_remove[shard].discard(channel)
+        if channel in self._confirmed[shard]:
             future.set_result(None)
             return future
         self._waiters.setdefault(channel, []).append(future)
-        self._watched[shard].add(user_id)
-        self._dirty[shard].set()
+        if channel not in self._subscribed[shard]:
+            self._to_add[shard].add(channel)
+            self._dirty[shard].set()
         return future
 
     def unwatch(self, user_id: str) -> None:
         shard = self.redis.index_for(user_id)
+        channel = self.keys.user_channel(user_id)
         self._watched[shard].discard(user_id)
-        self._dirty[shard].set()
-        for future in self._waiters.pop(self.keys.user_channel(user_id), []):
+        if channel in self._to_add[shard]:
+            self._to_add[shard].discard(channel)  # never sent: nothing to undo
+        elif channel in self._subscribed[shard]:
+            self._to_remove[shard].add(channel)
+            self._dirty[shard].set()
+        for future in self._waiters.pop(channel, []):
             future.cancel()
 
     def publish(self, message: BusMessage) -> None:
@@ -165,16 +184,19 @@ class RedisRouter:
         backoff = BACKOFF_MIN_S
         while True:
             pubsub: PubSub | None = None
-            subscribed: set[str] = set()
             try:
                 # Subscribe confirmations are wanted: they resolve watch()'s futures.
                 pubsub = self.redis.clients[shard].pubsub(ignore_subscribe_messages=False)
+                # A new connection: everything watched is to be subscribed afresh.
                 self._confirmed[shard].clear()
+                self._subscribed[shard].clear()
+                self._to_remove[shard].clear()
+                self._to_add[shard] = {self.keys.user_channel(u) for u in self._watched[shard]}
                 while True:
-                    if self._dirty[shard].is_set() or not subscribed:
+                    if self._dirty[shard].is_set() or self._to_add[shard]:
                         self._dirty[shard].clear()
-                        subscribed = await self._sync_subscriptions(pubsub, shard, subscribed)
-                    if not subscribed:
+                        await self._sync_subscriptions(pubsub, shard)
+                    if not self._subscribed[shard]:
                         # Nothing to hear: wait until a user of this shard connects.
                         await self._dirty[shard].wait()
                         continue
@@ -211,21 +233,19 @@ class RedisRouter:
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(BACKOFF_MAX_S, backoff * 2)
 
-    async def _sync_subscriptions(
-        self, pubsub: PubSub, shard: int, subscribed: set[str]
-    ) -> set[str]:
-        wanted = {self.keys.user_channel(user) for user in self._watched[shard]}
-        add, remove = wanted - subscribed, subscribed - wanted
-        if add:
-            await pubsub.subscribe(*add)
-        if remove:
-            await pubsub.unsubscribe(*remove)
-        # Watched again before the listener noticed it had been dropped: still subscribed.
-        for channel in wanted & self._confirmed[shard]:
-            for future in self._waiters.pop(channel, []):
-                if not future.done():
-                    future.set_result(None)
-        return wanted
+    async def _sync_subscriptions(self, pubsub: PubSub, shard: int) -> None:
+        """Send the changes made since the last call, in commands of at most
+        SUBSCRIBE_CHUNK channels. Each chunk counts as sent before its await, so
+        a watch or unwatch meanwhile queues the opposite change; a failure drops
+        the connection, and the next one subscribes everything watched afresh."""
+        add, self._to_add[shard] = self._to_add[shard], set()
+        remove, self._to_remove[shard] = self._to_remove[shard], set()
+        for chunk in _chunks(sorted(add), SUBSCRIBE_CHUNK):
+            self._subscribed[shard].update(chunk)
+            await pubsub.subscribe(*chunk)
+        for chunk in _chunks(sorted(remove), SUBSCRIBE_CHUNK):
+            self._subscribed[shard].difference_update(chunk)
+            await pubsub.unsubscribe(*chunk)
 
     def _confirm(self, shard: int, raw: dict[str, Any], subscribed: bool) -> None:
         channel = raw.get("channel")

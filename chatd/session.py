@@ -40,6 +40,8 @@ class Transport(Protocol):
 
     def pending_writes(self) -> int: ...
 
+    def keepalive_ping(self) -> None: ...
+
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
 
@@ -76,6 +78,7 @@ class Session:
         self.live = False  # False until hello is sent, and while a sync is being answered
         self.behind = False  # the last sync had more: live messages wait for the next sync
         self.closed = False
+        self.heard = True  # a pong or a frame since the last keepalive ping (chatd/keepalive.py)
         self.greeted = False  # hello sent; until then live frames wait in _early
         self._early: list[tuple[dict[str, Any], bool]] = []
         # position -> message (or None for a tombstone) that arrived ahead of a gap
@@ -109,6 +112,10 @@ class Session:
             return False
         self.transport.write_frame(self.codec.encode(frame), self.codec.binary)
         return True
+
+    def ping(self) -> None:
+        if not self.closed:
+            self.transport.keepalive_ping()
 
     def disconnect(self, code: CloseCode, reason: str = "") -> None:
         if not self.closed:

@@ -129,7 +129,12 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     async def on_message(self, message: str | bytes) -> None:
         if self.session is not None:
+            self.session.heard = True
             await dispatch(self.node, self.session, message)
+
+    def on_pong(self, data: bytes) -> None:
+        if self.session is not None:
+            self.session.heard = True
 
     def on_close(self) -> None:
         if self.session is not None:
@@ -153,6 +158,12 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         # futures of writes cut short by a close.
         with contextlib.suppress(StreamClosedError):
             self._fast_write(True, 0x2 if binary else 0x1, payload)
+
+    def keepalive_ping(self) -> None:
+        conn = self.ws_connection
+        if conn is not None and not conn.is_closing():
+            with contextlib.suppress(StreamClosedError):
+                conn.write_ping(b"")
 
     def pending_writes(self) -> int:
         """Bytes queued in the stream and not yet taken by the kernel."""

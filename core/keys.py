@@ -17,8 +17,12 @@ class Keys:
         return f"{self.prefix}u:{user_id}"
 
     def presence(self, user_id: str) -> str:
-        """Hash: node id -> expiry (epoch seconds) of that node's heartbeat for the user."""
+        """Hash: node id -> "<expiry epoch s>:<incarnation>" of its claim (core/presence.py)."""
         return f"{self.prefix}presence:{user_id}"
+
+    def node_leases(self) -> str:
+        """Sorted set on every shard: "<node>:<incarnation>" -> epoch second its lease ends."""
+        return f"{self.prefix}nodes"
 
     def last_seen(self, user_id: str) -> str:
         return f"{self.prefix}lastseen:{user_id}"
@@ -45,8 +49,13 @@ class Keys:
         return f"{self.prefix}feed:user:{user_id}:cursor"
 
     def revoked_before(self, user_id: str) -> str:
-        """Epoch seconds: access tokens issued before this are revoked (logout-all)."""
+        """Epoch ms: access tokens issued up to this are revoked (logout-all)."""
         return f"{self.prefix}revoked:{user_id}"
+
+    def recent_revocations(self) -> str:
+        """Sorted set on each shard: user -> epoch ms of their latest logout-all, kept
+        as long as an access token lives; chatd polls it for what is new."""
+        return f"{self.prefix}revocations"
 
     def login_failures(self, subject: str) -> str:
         """Counter of recent failed logins for one subject (see ``lockout``)."""

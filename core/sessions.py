@@ -1,12 +1,16 @@
 """Authenticating an access token for any service: signature, expiry and revocation.
 
-logout-all stores, on the user's Redis shard, the time before which every
-access token of that user is revoked; chatd and restd both check it here.
+logout-all stores, on the user's Redis shard, the time up to which every
+access token of that user is revoked; chatd and restd both check it here. It
+also records the user in that shard's recent-revocations sorted set, which
+chatd polls so that it needs no per-user check to close sockets a lost bus
+message did not reach.
 """
 
 from __future__ import annotations
 
 import time
+from typing import cast
 
 from aiodataloader import DataLoader
 
@@ -56,8 +60,21 @@ class Authenticator:
 
     async def revoke_all(self, user_id: str) -> None:
         """Revoke every access token of user_id issued up to now (logout-all)."""
-        key = self.keys.revoked_before(user_id)
+        now_ms = int(time.time() * 1000)
         # Kept as long as any access token can live, then it has nothing left to revoke.
-        await self.redis.for_user(user_id).set(
-            key, int(time.time() * 1000), ex=self.issuer.access_ttl_s + 60
+        keep_s = self.issuer.access_ttl_s + 60
+        recent = self.keys.recent_revocations()
+        pipe = self.redis.for_user(user_id).pipeline(transaction=True)
+        pipe.set(self.keys.revoked_before(user_id), now_ms, ex=keep_s)
+        pipe.zadd(recent, {user_id: now_ms})
+        pipe.zremrangebyscore(recent, "-inf", now_ms - keep_s * 1000)
+        await pipe.execute()
+
+    async def revocations_since(self, shard: int, since_ms: int) -> dict[str, int]:
+        """user -> revoked-up-to epoch ms, for the logout-alls recorded on one shard
+        at or after since_ms."""
+        found = await self.redis.clients[shard].zrangebyscore(
+            self.keys.recent_revocations(), since_ms, "+inf", withscores=True
         )
+        pairs = cast("list[tuple[bytes, float]]", found)  # WITHSCORES: (member, score)
+        return {user.decode(): int(score) for user, score in pairs}

@@ -128,8 +128,10 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
 
     # chatd
-    ws_ping_interval_s: float = 25.0
-    ws_idle_timeout_s: float = 60.0
+    # Keepalive: every socket is pinged once per interval; one that has not answered
+    # (pong or any frame) by the next ping is closed, 1-2 intervals after it went
+    # quiet. 0 turns pings off.
+    ws_ping_interval_s: float = Field(default=25.0, ge=0)
     ws_max_frame_bytes: int = 64 * 1024
     ws_compression: bool = False  # permessage-deflate: measured ~20% more CPU and a 4x p99
     max_text_chars: int = 4000

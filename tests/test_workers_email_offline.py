@@ -50,8 +50,9 @@ def outcome_of(results: list[dict[str, Any]], user: str) -> list[str]:
 
 
 async def presence_gone(chat: Chat, user: str) -> bool:
-    claims = await chat.stores.redis.for_user(user).hgetall(chat.stores.keys.presence(user))
-    return not any(float(v) > time.time() for v in claims.values())
+    """chatd's own view: no claim on the user counts any more (core/presence.py)."""
+    online, _ = (await chat.running.node.presence.statuses([user]))[user]
+    return not online
 
 
 async def test_offline_email_once_burst_read_opt_out_and_unsubscribe(

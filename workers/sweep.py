@@ -9,8 +9,8 @@ and remove, atomically, so two sweeps never take the same user) and queues one
 the user again, so there is at most one email per quiet period, however long
 the burst.
 
-A claimed user still gets nothing when they are online (any unexpired presence
-claim), have no unread messages left (reading on any device marks them read),
+A claimed user still gets nothing when they are online (a presence claim that
+counts, core/presence.py), have no unread messages left (reading on any device marks them read),
 or turned the kind off. A crash between the claim and the queuing loses that
 reminder only (the messages are safe in MongoDB; the next message marks again).
 """
@@ -27,6 +27,7 @@ from pymongo.database import Database
 from core import inbox
 from core.keys import Keys
 from core.mongo import CONVERSATIONS, UNREAD_COUNTS, USERS, Doc
+from core.presence import holders, live_leases
 
 CLAIM_DUE_LUA = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -46,10 +47,13 @@ def claim_due(client: redis.Redis, keys: Keys, now_s: float, batch: int) -> list
 
 
 def is_online(client: redis.Redis, keys: Keys, user_id: str) -> bool:
-    """The presence rule of chatd/presence.py: any node's claim that has not expired."""
-    claims = client.hgetall(keys.presence(user_id))
+    """chatd's presence rule (core/presence.py): any node's claim that still counts."""
     now = time.time()
-    return any(float(expiry) > now for expiry in claims.values())
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.presence(user_id))
+    pipe.zrangebyscore(keys.node_leases(), now, "+inf")
+    claims, leases = pipe.execute()
+    return bool(holders(claims, live_leases(leases), now))
 
 
 @dataclass(frozen=True)
