@@ -59,8 +59,10 @@ class Inbox:
         self,
         db: AsyncDatabase[Doc],
         on_error: Callable[[str], None] = lambda what: None,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
         self.db = db
+        self.flush_interval_s = flush_interval_s
         self.on_error = on_error
         self._pending: list[InboxMessage] = []
         self._wake = asyncio.Event()
@@ -122,7 +124,7 @@ class Inbox:
             if len(self._pending) < FLUSH_MAX and not self._closing:
                 # Let the batch grow, unless a reader or close wants it now.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurry.wait(), FLUSH_INTERVAL_S)
+                    await asyncio.wait_for(self._hurry.wait(), self.flush_interval_s)
             self._hurry.clear()
             batch = self._pending[:FLUSH_MAX]
             del self._pending[:FLUSH_MAX]

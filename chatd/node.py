@@ -80,7 +80,11 @@ class Node:
         self.metrics = metrics
         self.node_id = settings.node_id or f"chatd-{secrets.token_hex(4)}"
         self.hub = Hub()
-        self.inbox = Inbox(stores.db, on_error=lambda op: metrics.store_errors.labels(op).inc())
+        self.inbox = Inbox(
+            stores.db,
+            on_error=lambda op: metrics.store_errors.labels(op).inc(),
+            flush_interval_s=settings.inbox_flush_interval_ms / 1000,
+        )
         self.store = MessageStore(
             stores.db,
             self.inbox,

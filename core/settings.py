@@ -170,6 +170,10 @@ class Settings(BaseSettings):
     # Under load, commits start at most this often, so batches grow (see chatd/store.py).
     persist_min_interval_ms: float = 4.0
     persist_timeout_s: float = 5.0
+    # Conversation summaries and unread counters are written at most this often,
+    # one update per conversation and recipient however many messages it carries
+    # (see chatd/inbox.py); a reader on the node hurries it.
+    inbox_flush_interval_ms: float = Field(default=50.0, gt=0, le=5000)
     # An offline recipient's "you have unread messages" email waits this long.
     offline_email_quiet_s: float = 300.0
     sync_limit_max: int = 500

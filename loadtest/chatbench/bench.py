@@ -390,6 +390,7 @@ async def run_load(
     nodes: int = 1,
     shards: int = 1,
     overrides: dict[str, Any] | None = None,
+    connect_concurrency: int = CONNECT_CONCURRENCY,
 ) -> dict[str, Any]:
     _raise_fd_limit()
     _pin(os.getpid(), CLIENT_CORE)
@@ -401,7 +402,7 @@ async def run_load(
         issuer = TokenIssuer(settings.jwt_secret, 3600)
         load = Load()
         tokens = [issuer.issue_access(u) for pair in pairs for u in pair]
-        clients = await _connect_all(stack.urls(), tokens, load)
+        clients = await _connect_all(stack.urls(), tokens, load, connect_concurrency)
         senders = [(clients[2 * i], b) for i, (_, b) in enumerate(pairs)]
         await asyncio.sleep(1.0)  # let presence and holder announcements settle
         assert stack.chatd.pid
