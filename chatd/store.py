@@ -44,15 +44,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatd.inbox import Inbox
-from core.ids import conversation_id
-from core.inbox import InboxMessage, unread_key
+from core import messages
+from core.inbox import InboxMessage
 from core.mongo import MESSAGES, Doc
 from proto.cursor import Cursor
 from proto.frames import chat_message
 
 log = logging.getLogger(__name__)
 
-SEQ_DIGITS = 12
 DUPLICATE_KEY = 11000
 MAX_CONFLICT_RETRIES = 20
 DEDUP_CACHE_SIZE = 100_000
@@ -60,12 +59,8 @@ HEAD_CACHE_SIZE = 200_000
 TOMBSTONE_PREFIX = "~tomb:"  # sorts after every "<24 hex>:" stream key
 
 
-def stream_key(user_id: str, seq: int) -> str:
-    return f"{user_id}:{seq:0{SEQ_DIGITS}d}"
-
-
-def _seq_of(key: str) -> int:
-    return int(key.rsplit(":", 1)[1])
+stream_key = messages.stream_key
+_seq_of = messages.seq_of  # the store's own name for it
 
 
 def _ms(dt: datetime) -> int:
@@ -111,16 +106,17 @@ class StoredMessage:
 
     @classmethod
     def from_doc(cls, doc: Doc) -> StoredMessage:
+        message = messages.read(doc)
         return cls(
-            message_id=str(doc["_id"]),
-            conversation_id=doc["conversationId"],
-            from_user_id=doc["fromUserId"],
-            to_user_id=doc["toUserId"],
-            text=doc["text"],
-            created_at_ms=_ms(doc["createdAt"]),
-            in_seq=_seq_of(doc["inKey"]),
-            out_seq=_seq_of(doc["outKey"]),
-            temp_id=doc.get("tempId", ""),
+            message_id=message.id,
+            conversation_id=message.conversation_id,
+            from_user_id=message.from_user_id,
+            to_user_id=message.to_user_id,
+            text=message.text,
+            created_at_ms=_ms(message.created_at),
+            in_seq=message.in_seq,
+            out_seq=message.out_seq,
+            temp_id=message.temp_id,
         )
 
 
@@ -308,23 +304,15 @@ class MessageStore:
             self._heads_in.put(item.to_user_id, in_seq)
             self._heads_out.put(item.from_user_id, out_seq)
             docs.append(
-                {
-                    "_id": ObjectId(),
-                    "conversationId": conversation_id(item.from_user_id, item.to_user_id),
-                    "fromUserId": item.from_user_id,
-                    "toUserId": item.to_user_id,
-                    "text": item.text,
-                    "attachments": [],
-                    "status": "sent",
-                    "createdAt": now,
-                    "tempId": item.temp_id,
-                    "inKey": stream_key(item.to_user_id, in_seq),
-                    "outKey": stream_key(item.from_user_id, out_seq),
-                    "dedupKey": f"{item.from_user_id}:{item.temp_id}",
-                }
-            )
-            docs[-1]["unreadKey"] = unread_key(
-                item.to_user_id, docs[-1]["conversationId"], docs[-1]["_id"]
+                messages.new_document(
+                    item.from_user_id,
+                    item.to_user_id,
+                    item.temp_id,
+                    item.text,
+                    now,
+                    in_seq,
+                    out_seq,
+                )
             )
 
         failed: dict[int, dict[str, Any]] = {}

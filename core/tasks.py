@@ -25,11 +25,17 @@ TASK_ROUTES: dict[str, dict[str, str]] = {
     "workers.payments.*": {"queue": "payments"},
 }
 
-# Task names the services send (their code is in workers/email.py).
+# Every task name, in one place: the services send by these names, the workers
+# register their tasks under them, beat schedules them (code in workers/).
 EMAIL_CONNECTION_REQUEST = "workers.email.connection_request"  # (request id)
 EMAIL_CONNECTION_ACCEPTED = "workers.email.connection_accepted"  # (request id)
 EMAIL_PAYMENT_RECEIPT = "workers.email.payment_receipt"  # (user id, order id)
+EMAIL_SWEEP_OFFLINE = "workers.email.sweep_offline"  # beat
+EMAIL_OFFLINE_MESSAGES = "workers.email.offline_messages"  # (user id)
 RECS_RECOMPUTE_USER = "workers.recs.recompute_user"  # (user id)
+RECS_PRECOMPUTE_ACTIVE = "workers.recs.precompute_active"  # beat
+PAYMENTS_RECONCILE = "workers.payments.reconcile"  # beat
+PING = "workers.ping"
 
 # A publish waits at most this long for the broker before giving up: the HTTP
 # request that triggered it is waiting too.

@@ -58,11 +58,3 @@ class MsgpackCodec:
 JSON = JsonCodec()
 MSGPACK = MsgpackCodec()
 CODECS: dict[str, Codec] = {JSON.name: JSON, MSGPACK.name: MSGPACK}
-
-
-def select_codec(offered: list[str]) -> Codec:
-    """The first offered subprotocol we speak; JSON when none is offered or known."""
-    for name in offered:
-        if name in CODECS:
-            return CODECS[name]
-    return JSON

@@ -12,12 +12,11 @@ from datetime import UTC, datetime
 
 from bson import ObjectId
 
-from core import inbox
+from core import inbox, messages
 from core.ids import conversation_members
 from core.mongo import CONVERSATIONS, MESSAGES, Doc
 from restd import users
 from restd.context import RestContext
-from restd.dates import required_utc
 from restd.errors import NotFound
 from restd.models import (
     ConversationList,
@@ -28,19 +27,18 @@ from restd.models import (
     MessageView,
 )
 
-UNREAD = "sent"
-
 
 def message_view(doc: Doc) -> MessageView:
+    message = messages.read(doc)
     return MessageView(
-        id=str(doc["_id"]),
-        conversationId=doc["conversationId"],
-        fromUserId=doc["fromUserId"],
-        toUserId=doc["toUserId"],
-        text=doc.get("text") or "",
-        attachments=list(doc.get("attachments") or []),
-        status=doc.get("status") or UNREAD,
-        createdAt=required_utc(doc.get("createdAt"), doc["_id"].generation_time),
+        id=message.id,
+        conversationId=message.conversation_id,
+        fromUserId=message.from_user_id,
+        toUserId=message.to_user_id,
+        text=message.text,
+        attachments=message.attachments,
+        status=message.status,
+        createdAt=message.created_at,
     )
 
 
@@ -96,7 +94,7 @@ def _last_view(conversation: inbox.ConversationSummary) -> MessageView:
         toUserId=last["toUserId"],
         text=last.get("text") or "",
         # Read once its recipient has nothing unread in the conversation.
-        status="read" if unread_by_recipient == 0 else UNREAD,
+        status="read" if unread_by_recipient == 0 else messages.SENT,
         createdAt=datetime.fromtimestamp(int(last["createdAtMs"]) / 1000, UTC),
     )
 

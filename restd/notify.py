@@ -18,11 +18,9 @@ from core import bus
 from core.keys import Keys
 from core.redis import RedisShards
 from core.tasks import EMAIL_CONNECTION_ACCEPTED, EMAIL_CONNECTION_REQUEST, TaskSender
+from proto import events
 
 log = logging.getLogger(__name__)
-
-CONNECTION_REQUEST_EVENT = "connection-request"
-CONNECTION_ACCEPTED_EVENT = "connection-accepted"
 
 
 async def connection_requested(
@@ -34,7 +32,7 @@ async def connection_requested(
 ) -> None:
     """A request was created: push it to its recipient, and queue the email."""
     to_user = str(request["toUserId"])
-    await bus.deliver_event(redis, keys, to_user, CONNECTION_REQUEST_EVENT, request, origin)
+    await bus.deliver_event(redis, keys, to_user, events.CONNECTION_REQUEST, request, origin)
     await email_connection_request(request, tasks)
 
 
@@ -47,7 +45,7 @@ async def connection_accepted(
 ) -> None:
     """A request was accepted: tell its sender, and tell chatd the pair may now chat."""
     sender, recipient = str(request["fromUserId"]), str(request["toUserId"])
-    await bus.deliver_event(redis, keys, sender, CONNECTION_ACCEPTED_EVENT, request, origin)
+    await bus.deliver_event(redis, keys, sender, events.CONNECTION_ACCEPTED, request, origin)
     await bus.connection_changed(redis, keys, sender, recipient, origin)
     await email_connection_accepted(request, tasks)
 

@@ -7,7 +7,14 @@ from celery.schedules import crontab
 from kombu.entity import Queue
 
 from core.settings import Settings
-from core.tasks import QUEUES, TASK_ROUTES
+from core.tasks import (
+    EMAIL_SWEEP_OFFLINE,
+    PAYMENTS_RECONCILE,
+    PING,
+    QUEUES,
+    RECS_PRECOMPUTE_ACTIVE,
+    TASK_ROUTES,
+)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -47,19 +54,19 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule={
             # Settles orders whose webhook never came (workers/payments.py).
             "payments-reconcile": {
-                "task": "workers.payments.reconcile",
+                "task": PAYMENTS_RECONCILE,
                 "schedule": settings.payments_reconcile_interval_s,
                 "options": {"expires": settings.payments_reconcile_interval_s},
             },
             # Offline-message emails whose quiet period is over (workers/email.py).
             "email-offline-sweep": {
-                "task": "workers.email.sweep_offline",
+                "task": EMAIL_SWEEP_OFFLINE,
                 "schedule": settings.email_sweep_interval_s,
                 "options": {"expires": settings.email_sweep_interval_s},
             },
             # Nightly feed precompute for active users (workers/recs.py).
             "recs-precompute": {
-                "task": "workers.recs.precompute_active",
+                "task": RECS_PRECOMPUTE_ACTIVE,
                 "schedule": crontab(minute=0, hour=settings.feed_precompute_hour_utc),
             },
         },
@@ -68,7 +75,7 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-@shared_task(name="workers.ping")
+@shared_task(name=PING)
 def ping() -> str:
     return "pong"
 

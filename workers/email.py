@@ -47,6 +47,13 @@ from redis.exceptions import RedisError
 from core.emailprefs import EmailKind, email_enabled
 from core.mongo import CONNECTION_REQUESTS, PAYMENTS, USERS
 from core.settings import Settings
+from core.tasks import (
+    EMAIL_CONNECTION_ACCEPTED,
+    EMAIL_CONNECTION_REQUEST,
+    EMAIL_OFFLINE_MESSAGES,
+    EMAIL_PAYMENT_RECEIPT,
+    EMAIL_SWEEP_OFFLINE,
+)
 from workers.context import WorkerContext, context_of
 from workers.ledger import Claim, Ledger
 from workers.mailer import OutgoingMail, PermanentMailError, TransientMailError
@@ -54,8 +61,6 @@ from workers.sweep import claim_due, is_online, senders_text, unread_digest
 
 log = logging.getLogger(__name__)
 
-SWEEP_TASK = "workers.email.sweep_offline"
-OFFLINE_TASK = "workers.email.offline_messages"
 # Hard limits kill the process running the task; soft ones raise inside it first.
 # A send is a few SMTP round trips, each bounded by smtp_timeout_s.
 SEND_TIME_LIMIT_S = 90
@@ -289,7 +294,7 @@ def _dead_letter_task(
 
 
 @shared_task(
-    name=SWEEP_TASK,
+    name=EMAIL_SWEEP_OFFLINE,
     bind=True,
     time_limit=SWEEP_TIME_LIMIT_S,
     soft_time_limit=SWEEP_SOFT_TIME_LIMIT_S,
@@ -303,7 +308,7 @@ def sweep_offline(self: Task[Any, Any]) -> dict[str, int]:
         for _ in range(SWEEP_ROUNDS_MAX):
             users = claim_due(shard, ctx.keys, time.time(), batch)
             for user in users:
-                self.app.send_task(OFFLINE_TASK, args=[user])
+                self.app.send_task(EMAIL_OFFLINE_MESSAGES, args=[user])
             claimed += len(users)
             if len(users) < batch:
                 break
@@ -320,7 +325,7 @@ def sweep_offline(self: Task[Any, Any]) -> dict[str, int]:
 
 
 @shared_task(
-    name=OFFLINE_TASK,
+    name=EMAIL_OFFLINE_MESSAGES,
     bind=True,
     time_limit=SEND_TIME_LIMIT_S,
     soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
@@ -394,7 +399,7 @@ def _request_note(
 
 
 @shared_task(
-    name="workers.email.connection_request",
+    name=EMAIL_CONNECTION_REQUEST,
     bind=True,
     time_limit=SEND_TIME_LIMIT_S,
     soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
@@ -408,7 +413,7 @@ def connection_request(self: Task[Any, Any], request_id: str) -> dict[str, Any]:
 
 
 @shared_task(
-    name="workers.email.connection_accepted",
+    name=EMAIL_CONNECTION_ACCEPTED,
     bind=True,
     time_limit=SEND_TIME_LIMIT_S,
     soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
@@ -435,7 +440,7 @@ def _money(amount_paise: object, currency: object) -> str:
 
 
 @shared_task(
-    name="workers.email.payment_receipt",
+    name=EMAIL_PAYMENT_RECEIPT,
     bind=True,
     time_limit=SEND_TIME_LIMIT_S,
     soft_time_limit=SEND_SOFT_TIME_LIMIT_S,

@@ -22,7 +22,7 @@ from celery import Task, shared_task
 from core.logs import request_id_var
 from core.metrics import CollectorRegistry
 from core.settings import Settings
-from core.tasks import TaskSender
+from core.tasks import PAYMENTS_RECONCILE, TaskSender
 from restd.payments.metrics import PaymentMetrics
 from restd.payments.reconcile import reconcile_due
 from restd.payments.service import PaymentsService
@@ -51,7 +51,7 @@ async def _reconcile(service: PaymentsService, task_id: str) -> dict[str, int]:
     return await reconcile_due(service)
 
 
-@shared_task(name="workers.payments.reconcile", bind=True)
+@shared_task(name=PAYMENTS_RECONCILE, bind=True)
 def reconcile(self: Task[Any, Any]) -> dict[str, int]:
     started = time.monotonic()
     runtime = PaymentsRuntime.of(self.app)

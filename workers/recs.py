@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from core.tasks import RECS_PRECOMPUTE_ACTIVE, RECS_RECOMPUTE_USER
 from restd.feed.precompute import precompute_with, recompute_user
 from workers.runtime import AsyncRuntime
 
@@ -28,7 +29,7 @@ PRECOMPUTE_TIME_LIMIT_S = 3 * 3600
 
 
 @shared_task(
-    name="workers.recs.precompute_active",
+    name=RECS_PRECOMPUTE_ACTIVE,
     bind=True,
     time_limit=PRECOMPUTE_TIME_LIMIT_S,
     soft_time_limit=PRECOMPUTE_TIME_LIMIT_S - 60,
@@ -46,7 +47,7 @@ def precompute_active(self: Task[Any, Any], max_users: int | None = None) -> int
     return done
 
 
-@shared_task(name="workers.recs.recompute_user", bind=True)
+@shared_task(name=RECS_RECOMPUTE_USER, bind=True)
 def recompute(self: Task[Any, Any], user_id: str) -> str:
     runtime = RecsRuntime.of(self.app)
     return runtime.run(recompute_user(runtime.stores, user_id))
