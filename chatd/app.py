@@ -1,4 +1,9 @@
-"""chatd's composition: settings -> stores -> node -> Tornado application; and main().
+"""chatd's composition: settings -> stores -> the node's parts -> node -> Tornado; main().
+
+``build_node`` is the one place that builds the store, inbox, presence and
+router and wires the two hops that run back to the node: the store hands every
+commit to ``Node.fanout`` (``MessageStore.attach``), the router every bus
+message to ``Node.on_bus_message`` (``RedisRouter.attach``).
 
 The chat port serves the socket and the probes; ``/metrics`` is on
 ``chatd_metrics_port`` (core/web.py), never on the port every client reaches.
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -16,14 +22,18 @@ from typing import Any
 import tornado.httpserver
 import tornado.web
 
+from chatd.inbox import Inbox
 from chatd.metrics import ChatMetrics
 from chatd.node import Node
+from chatd.presence import Presence
+from chatd.router import RedisRouter
+from chatd.store import MessageStore
 from chatd.transport import chat_routes
 from core.health import Readiness
 from core.logs import configure_logging
 from core.metrics import new_registry
 from core.mongo import ensure_indexes_on_start
-from core.runtime import open_stores
+from core.runtime import Stores, open_stores
 from core.settings import Settings
 from core.tracing import setup_tracing
 from core.web import service_routes, start_metrics_server
@@ -41,6 +51,43 @@ def make_app(node: Node, readiness: Readiness) -> tornado.web.Application:
         websocket_ping_interval=0,
         websocket_max_message_size=settings.ws_max_frame_bytes,
     )
+
+
+def build_node(settings: Settings, stores: Stores, metrics: ChatMetrics) -> Node:
+    node_id = settings.node_id or f"chatd-{secrets.token_hex(4)}"
+    inbox = Inbox(
+        stores.db,
+        on_error=lambda op: metrics.store_errors.labels(op).inc(),
+        flush_interval_s=settings.inbox_flush_interval_ms / 1000,
+    )
+    store = MessageStore(
+        stores.db,
+        inbox,
+        batch_max=settings.persist_batch_max,
+        persist_timeout_s=settings.persist_timeout_s,
+        min_interval_s=settings.persist_min_interval_ms / 1000,
+        observe_batch=metrics.observe_commit,
+    )
+    presence = Presence(stores.redis, stores.keys, node_id, settings.presence_ttl_s)
+    router = RedisRouter(
+        stores.redis,
+        stores.keys,
+        node_id,
+        on_error=lambda op: metrics.bus_errors.labels(op).inc(),
+    )
+    node = Node(
+        settings,
+        stores,
+        metrics,
+        node_id=node_id,
+        inbox=inbox,
+        store=store,
+        presence=presence,
+        router=router,
+    )
+    store.attach(node)  # commits -> fan-out
+    router.attach(node)  # other nodes' events -> local sessions
+    return node
 
 
 @dataclass
@@ -73,7 +120,7 @@ async def start_chatd(settings: Settings) -> RunningChatd:
     stores = open_stores(settings, retryWrites=False)
     await ensure_indexes_on_start(stores.db)
     metrics = ChatMetrics(new_registry())
-    node = Node(settings, stores, metrics)
+    node = build_node(settings, stores, metrics)
 
     async def not_draining() -> None:
         if node.draining:

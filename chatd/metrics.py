@@ -113,3 +113,8 @@ class ChatMetrics:
         self.draining = Gauge(
             "chatd_draining", "1 while the node drains for shutdown", registry=registry
         )
+
+    def observe_commit(self, size: int, seconds: float) -> None:
+        """One group commit: its batch size and how long the store took."""
+        self.persist_batch.observe(size)
+        self.persist_latency.observe(seconds)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import secrets
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from chatd.metrics import ChatMetrics
 from chatd.offline import OfflineMarks
 from chatd.permissions import Permissions
 from chatd.presence import Presence
-from chatd.router import RedisRouter, Router
+from chatd.router import Router
 from chatd.session import Session
 from chatd.store import MessageStore, Skipped, StoredMessage
 from core.auth import JWT_LEEWAY_S, TokenIssuer
@@ -73,36 +72,30 @@ def _now_ms() -> int:
 
 class Node:
     def __init__(
-        self, settings: Settings, stores: Stores, metrics: ChatMetrics, router: Router | None = None
+        self,
+        settings: Settings,
+        stores: Stores,
+        metrics: ChatMetrics,
+        *,
+        node_id: str,
+        inbox: Inbox,
+        store: MessageStore,
+        presence: Presence,
+        router: Router,
     ) -> None:
+        """The node's parts are built by the composition root (``chatd/app.py``
+        ``build_node``), which also attaches the node to the store (commits) and
+        the router (bus messages)."""
         self.settings = settings
         self.stores = stores
         self.metrics = metrics
-        self.node_id = settings.node_id or f"chatd-{secrets.token_hex(4)}"
+        self.node_id = node_id
         self.hub = Hub()
-        self.inbox = Inbox(
-            stores.db,
-            on_error=lambda op: metrics.store_errors.labels(op).inc(),
-            flush_interval_s=settings.inbox_flush_interval_ms / 1000,
-        )
-        self.store = MessageStore(
-            stores.db,
-            self.inbox,
-            batch_max=settings.persist_batch_max,
-            persist_timeout_s=settings.persist_timeout_s,
-            min_interval_s=settings.persist_min_interval_ms / 1000,
-            observe_batch=self._observe_batch,
-        )
-        self.store.on_persisted = self.fanout
+        self.inbox = inbox
+        self.store = store
         self.permissions = Permissions(stores.db, settings.connection_cache_ttl_s)
-        self.presence = Presence(stores.redis, stores.keys, self.node_id, settings.presence_ttl_s)
-        self.router: Router = router or RedisRouter(
-            stores.redis,
-            stores.keys,
-            self.node_id,
-            self.on_bus_message,
-            on_error=lambda op: metrics.bus_errors.labels(op).inc(),
-        )
+        self.presence = presence
+        self.router = router
         self.authenticator = Authenticator(
             TokenIssuer(settings.jwt_secret, settings.jwt_access_ttl_s),
             stores.redis,
@@ -185,10 +178,6 @@ class Node:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    def _observe_batch(self, size: int, seconds: float) -> None:
-        self.metrics.persist_batch.observe(size)
-        self.metrics.persist_latency.observe(seconds)
 
     # -- sessions -------------------------------------------------------------------------
 

@@ -50,8 +50,21 @@ def _chunks(items: list[str], size: int) -> list[list[str]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+class BusListener(Protocol):
+    """Who hears the bus messages for users held here (the node)."""
+
+    def on_bus_message(self, message: BusMessage) -> None: ...
+
+
+class _NoListener:
+    def on_bus_message(self, message: BusMessage) -> None:
+        return None
+
+
 class Router(Protocol):
     """Carries bus messages to the nodes holding a user's sockets (see module docstring)."""
+
+    def attach(self, listener: BusListener) -> None: ...
 
     async def start(self) -> None: ...
 
@@ -69,22 +82,18 @@ class Router(Protocol):
         """Queue a message for the user's channel; never blocks, never raises."""
 
 
-OnMessage = Callable[[BusMessage], None]
-
-
 class RedisRouter:
     def __init__(
         self,
         redis: RedisShards,
         keys: Keys,
         node_id: str,
-        on_message: OnMessage,
         on_error: Callable[[str], None] = lambda op: None,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.node_id = node_id
-        self.on_message = on_message
+        self.listener: BusListener = _NoListener()
         self.on_error = on_error
         self._watched: list[set[str]] = [set() for _ in redis.clients]
         # Per shard, for its current listening connection: channels asked for, channels
@@ -100,6 +109,10 @@ class RedisRouter:
         self._outbox_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.healthy: list[bool] = [True for _ in redis.clients]
+
+    def attach(self, listener: BusListener) -> None:
+        """Hand every bus message for our users to ``listener`` (chatd/app.py wires it)."""
+        self.listener = listener
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,6 +280,6 @@ class RedisRouter:
         if message.origin == self.node_id:
             return  # our own echo: local sessions were served before publishing
         try:
-            self.on_message(message)
+            self.listener.on_bus_message(message)
         except Exception:
             log.exception("handling a bus message failed", extra={"kind": message.kind})

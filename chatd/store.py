@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
@@ -141,7 +141,15 @@ class _Pending:
     conflicts: int = 0
 
 
-PersistedCallback = Callable[[list[StoredMessage], list[Skipped]], None]
+class CommitListener(Protocol):
+    """Who hears every commit, in commit order (the node's fan-out)."""
+
+    def fanout(self, stored: list[StoredMessage], skipped: list[Skipped]) -> None: ...
+
+
+class _NoListener:
+    def fanout(self, stored: list[StoredMessage], skipped: list[Skipped]) -> None:
+        return None
 
 
 @dataclass
@@ -181,7 +189,7 @@ class MessageStore:
         self.persist_timeout_s = persist_timeout_s
         self.min_interval_s = min_interval_s
         self.observe_batch = observe_batch
-        self.on_persisted: PersistedCallback = lambda stored, skipped: None
+        self.listener: CommitListener = _NoListener()
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -222,6 +230,10 @@ class MessageStore:
         return len(self._queue)
 
     # -- writes -------------------------------------------------------------------------
+
+    def attach(self, listener: CommitListener) -> None:
+        """Hand every commit to ``listener`` (chatd/app.py wires the node here)."""
+        self.listener = listener
 
     async def submit(
         self,
@@ -412,7 +424,7 @@ class MessageStore:
                 self._committed_in if hole.inbound else self._committed_out, hole.user_id, hole.seq
             )
         if stored or skipped:
-            self.on_persisted(stored, skipped)
+            self.listener.fanout(stored, skipped)
         for item, outcome in results:
             if isinstance(outcome, Exception):
                 item.future.set_exception(outcome)
