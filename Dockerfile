@@ -14,6 +14,7 @@ COPY core core
 COPY proto proto
 COPY chatd chatd
 COPY restd restd
+COPY domain domain
 COPY workers workers
 # The versions the suite passed with (constraints.txt, `make lock`); no embedded extras.
 RUN pip wheel --wheel-dir /wheels -c constraints.txt .

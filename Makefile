@@ -21,8 +21,9 @@ run: $(STAMP)
 	$(VENV)/bin/devconnect up
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check core proto chatd restd workers tests loadtest
-	$(VENV)/bin/ruff format --check core proto chatd restd workers tests loadtest
+	$(VENV)/bin/ruff check core proto chatd restd domain workers tooling tests loadtest
+	$(VENV)/bin/ruff format --check core proto chatd restd domain workers tooling tests loadtest
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

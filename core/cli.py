@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("workers.app:run_worker", "run a Celery worker"),
     "beat": ("workers.app:run_beat", "run the Celery beat scheduler"),
     "migrate": ("core.cli:migrate", "create collections and indexes (idempotent)"),
-    "recs": ("restd.recs_cli:main", "feed ranking: `recs eval`, `recs precompute`"),
+    "recs": ("tooling.recs_cli:main", "feed ranking: `recs eval`, `recs precompute`"),
 }
 
 
@@ -95,7 +95,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devconnect: refusing to start: {exc}", file=sys.stderr)
         return 2
     # Each command parses its own options from `rest`.
-    result = _resolve(COMMANDS[args.command][0])(settings, rest)
+    target = COMMANDS[args.command][0]
+    try:
+        command = _resolve(target)
+    except ModuleNotFoundError as exc:
+        if exc.name != "tooling":
+            raise
+        # The production image ships no development tools (Dockerfile).
+        print(
+            f"devconnect: `{args.command}` is a development tool; run it from a checkout",
+            file=sys.stderr,
+        )
+        return 2
+    result = command(settings, rest)
     return int(result or 0)
 
 

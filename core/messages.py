@@ -1,7 +1,7 @@
 """The message document: its one writer (``new_document``) and reader (``read``).
 
 chatd writes messages (``chatd/store.py``); restd reads history
-(``restd/conversations.py``). Both go through here, so the field names and
+(``domain/conversations.py``). Both go through here, so the field names and
 their meaning live in one place:
 
 - ``inKey`` / ``outKey``: ``"<user>:<12-digit seq>"``, the message's position

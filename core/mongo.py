@@ -33,7 +33,7 @@ READ_MARKS = "readMarks"
 REFRESH_TOKENS = "refreshTokens"
 BLOCKS = "blocks"
 # Email (workers/email.py): one document per notification, keyed by its idempotency
-# key; the mails given up on; the unsubscribe tokens already used (restd/unsubscribe.py).
+# key; the mails given up on; the unsubscribe tokens already used (domain/unsubscribe.py).
 EMAIL_NOTIFICATIONS = "emailNotifications"
 DEAD_LETTERS = "deadLetters"
 UNSUBSCRIBE_TOKENS = "unsubscribeTokens"

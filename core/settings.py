@@ -49,7 +49,7 @@ def _split_csv(value: object) -> object:
 
 
 class PaymentPlan(BaseModel):
-    """One paid plan (restd/payments): what it costs in paise and how long it lasts."""
+    """One paid plan (domain/payments): what it costs in paise and how long it lasts."""
 
     name: str
     tier: Literal["pro"] = "pro"
@@ -248,8 +248,8 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9808, ge=0, le=65535)
 
-    # Payments (restd/payments, PhonePe Standard Checkout v2). The base URL is the
-    # local simulator in development (`python -m restd.payments.simulator`), else
+    # Payments (domain/payments, PhonePe Standard Checkout v2). The base URL is the
+    # local simulator in development (`python -m tooling.phonepe_simulator`), else
     # https://api-preprod.phonepe.com/apis/pg-sandbox or https://api.phonepe.com/apis/pg.
     phonepe_base_url: str = "http://127.0.0.1:8090"
     # Production's token endpoint has its own host (.../apis/identity-manager); None: the base URL.
@@ -281,7 +281,7 @@ class Settings(BaseSettings):
     payments_reconcile_batch: int = Field(default=100, ge=1)
     payments_expiry_grace_s: float = Field(default=120.0, ge=0)
 
-    # Feed ("people you may know", restd/feed). The ranked list is cached per user
+    # Feed ("people you may know", domain/feed). The ranked list is cached per user
     # for the TTL (the design allows 5-30 minutes) and paged from that snapshot.
     feed_cache_ttl_s: int = Field(default=15 * 60, ge=5 * 60, le=30 * 60)
     feed_candidate_cap: int = Field(default=2000, ge=20, le=10000)
@@ -296,7 +296,7 @@ class Settings(BaseSettings):
     feed_page_max: int = Field(default=50, ge=1, le=200)
     # A rejected pair stays out of both users' feeds this long.
     feed_rejected_hide_s: int = Field(default=90 * 24 * 3600, ge=0)
-    # Feature weights over the shipped defaults (restd/feed/weights*.py), and weight
+    # Feature weights over the shipped defaults (domain/feed/weights*.py), and weight
     # sets as A/B variants: {"name": {"feature": weight, ...}}; users are hashed into
     # a variant with the salt. Feature names are checked when restd starts.
     feed_weights: dict[str, float] = Field(default_factory=dict)
@@ -319,7 +319,7 @@ class Settings(BaseSettings):
     # Beat runs the offline-message sweep this often; it claims at most a batch per shard per round.
     email_sweep_interval_s: float = Field(default=20.0, gt=0)
     email_sweep_batch: int = Field(default=500, ge=1, le=5000)
-    # Unsubscribe links (RFC 8058 one-click, restd/unsubscribe.py) stop working after this.
+    # Unsubscribe links (RFC 8058 one-click, domain/unsubscribe.py) stop working after this.
     unsubscribe_token_max_age_s: int = Field(default=180 * 24 * 3600, ge=60)
     # Where links in mail send people: the web app (None: the first allowed origin).
     public_web_url: str | None = None

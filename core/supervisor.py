@@ -79,7 +79,7 @@ class StopRequested(Exception):
 
 def _argv(name: str) -> list[str]:
     if name == "simulator":
-        return [sys.executable, "-m", "restd.payments.simulator"]
+        return [sys.executable, "-m", "tooling.phonepe_simulator"]
     return [sys.executable, "-m", "core.cli", name]
 
 
@@ -99,9 +99,7 @@ def _pump(name: str, stream: IO[bytes]) -> None:
 
 
 def _describe(groups: dict[str, dict[int, int]]) -> str:
-    return ", ".join(
-        f"{name} (pid {', '.join(map(str, sorted(pids)))})" for name, pids in groups.items()
-    )
+    return ", ".join(f"{n} (pid {', '.join(map(str, sorted(p)))})" for n, p in groups.items())
 
 
 class Stack:
@@ -179,9 +177,8 @@ class Stack:
         ports = [s.restd_port, s.chatd_port, s.smtp_port]
         if s.env != "production":
             ports.append(s.phonepe_simulator_port)
-        ports += [
-            p for p in (s.worker_metrics_port, s.restd_metrics_port, s.chatd_metrics_port) if p
-        ]
+        metrics = (s.worker_metrics_port, s.restd_metrics_port, s.chatd_metrics_port)
+        ports += [p for p in metrics if p]
         busy = [p for p in ports if port_open(p)]
         if busy:
             raise SystemExit(
@@ -223,16 +220,13 @@ class Stack:
         """Stop what an earlier run left running (a kill -9 of `up`, say), then forget it."""
         groups: dict[str, dict[int, int]] = {}
         for record in self._earlier_records():
-            members = record.session()
-            if members:
+            if members := record.session():
                 groups[record.name] = members
         nx = self._nx_leftover()
         if nx and not any(set(nx) & set(members) for members in groups.values()):
             groups["nx-27017"] = nx
         if groups:
-            leftovers = {
-                pid: start for members in groups.values() for pid, start in members.items()
-            }
+            leftovers = {pid: t for members in groups.values() for pid, t in members.items()}
             _say(
                 f"found {len(leftovers)} process(es) of an earlier run still running: "
                 f"{_describe(groups)}; stopping them"
@@ -272,8 +266,7 @@ class Stack:
         # Some programs rewrite their title once running (redis-server): record that too.
         for name, record in self.records.items():
             if proc_start_time(record.pid) == record.start_time:
-                cmdline = proc_cmdline(record.pid)
-                self.records[name] = dataclasses.replace(record, cmdline=cmdline)
+                self.records[name] = dataclasses.replace(record, cmdline=proc_cmdline(record.pid))
         self._write_state()
 
     # -- start ----------------------------------------------------------------------------
@@ -305,39 +298,46 @@ class Stack:
         self._reclaim()
         self._check_ports()
         self._write_state()
-        logs = self.var / "log"
+        self.env = {**os.environ, **self._start_services()}
+        self._migrate()
+        for name in APP_PROCESSES:
+            if name == "simulator" and self.settings.env == "production":
+                continue
+            proc = self._spawn(name, _argv(name), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            assert proc.stdout is not None
+            threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True).start()
+        s, base = self.settings, f"http://{self.settings.host}"
+        urls = {"restd": f"{base}:{s.restd_port}", "chatd": f"{base}:{s.chatd_port}"}
+        self._wait_ready(urls)
+        self._refresh_cmdlines()
+        self._announce(urls)
+
+    def _start_services(self) -> dict[str, str]:
+        """The embedded services no URL is configured for; returns the children's env."""
+        var, logs = self.var, self.var / "log"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {"DEVCONNECT_VAR_DIR": str(self.var)}
+        env = {"DEVCONNECT_VAR_DIR": str(var)}
         if not self.settings.mongo_url:
-            mongo = self._start_service(
-                mongo_process(self.var / "mongo", log_path=logs / "mongo.log")
-            )
+            mongo = self._start_service(mongo_process(var / "mongo", log_path=logs / "mongo.log"))
             env["DEVCONNECT_MONGO_URL"] = f"mongodb://127.0.0.1:{mongo.port}"
             _say(
                 f"embedded MongoDB-wire server (nx-27017) on 127.0.0.1:{mongo.port}, "
-                f"data in {self.var / 'mongo'}"
+                f"data in {var / 'mongo'}"
             )
         if not self.settings.redis_urls:
-            redis = self._start_service(
-                redis_process(
-                    data_dir=self.var / "redis", persist=True, log_path=logs / "redis.log"
-                )
-            )
+            spec = redis_process(data_dir=var / "redis", persist=True, log_path=logs / "redis.log")
+            redis = self._start_service(spec)
             env["DEVCONNECT_REDIS_URLS"] = f"redis://127.0.0.1:{redis.port}/0"
             _say(f"redis-server on 127.0.0.1:{redis.port}")
-        smtp = self._start_service(
-            smtp_process(
-                self.var / "mail", port=self.settings.smtp_port, log_path=logs / "smtp.log"
-            )
-        )
-        _say(f"SMTP sink on 127.0.0.1:{smtp.port}, mail saved under {self.var / 'mail'}")
+        spec = smtp_process(var / "mail", port=self.settings.smtp_port, log_path=logs / "smtp.log")
+        smtp = self._start_service(spec)
+        _say(f"SMTP sink on 127.0.0.1:{smtp.port}, mail saved under {var / 'mail'}")
         if self.settings.env != "production":
             env.setdefault("DEVCONNECT_COOKIE_SECURE", "false")  # plain http on localhost
-            for key, value in SIMULATOR_ENV.items():
-                if key not in os.environ:
-                    env[key] = value
-        self.env = {**os.environ, **env}
+            env |= {key: value for key, value in SIMULATOR_ENV.items() if key not in os.environ}
+        return env
 
+    def _migrate(self) -> None:
         # Its lines go straight to our stdout; polled, so a Ctrl-C need not wait for it.
         migrate = self._spawn("migrate", [sys.executable, "-m", "core.cli", "migrate"])
         while migrate.poll() is None:
@@ -348,18 +348,7 @@ class Stack:
         if migrate.returncode != 0:
             raise SystemExit("migrations failed; see the lines above")
 
-        for name in APP_PROCESSES:
-            if name == "simulator" and self.settings.env == "production":
-                continue
-            proc = self._spawn(name, _argv(name), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-            assert proc.stdout is not None
-            threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True).start()
-
-        host = self.settings.host
-        urls = {
-            "restd": f"http://{host}:{self.settings.restd_port}",
-            "chatd": f"http://{host}:{self.settings.chatd_port}",
-        }
+    def _wait_ready(self, urls: dict[str, str]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         for name, url in urls.items():
             while not self._ready(url + "/readyz"):
@@ -368,24 +357,22 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{name} was not ready within {READY_TIMEOUT_S:.0f}s")
                 time.sleep(0.25)
-        self._refresh_cmdlines()
-        _say("DevConnect is up:")
-        _say(f"  REST API     {urls['restd']}/api   (OpenAPI: {urls['restd']}/api/openapi.json)")
-        _say(f"  chat socket  ws://{host}:{self.settings.chatd_port}/ws")
-        metrics = [
-            f"http://{host}:{port}/metrics"
-            for port in (
-                self.settings.restd_metrics_port,
-                self.settings.chatd_metrics_port,
-                self.settings.worker_metrics_port,
-            )
-            if port
-        ]
-        _say(f"  metrics      {'  '.join(metrics) or '(off)'}")
-        _say(f"  mail         {self.var / 'mail'}  (each message a .eml file)")
-        _say(f"  PhonePe sim  http://127.0.0.1:{self.settings.phonepe_simulator_port}")
-        _say(f"  processes    {self.state_path}")
-        _say("Ctrl-C stops everything.")
+
+    def _announce(self, urls: dict[str, str]) -> None:
+        s = self.settings
+        ports = (s.restd_metrics_port, s.chatd_metrics_port, s.worker_metrics_port)
+        metrics = [f"http://{s.host}:{port}/metrics" for port in ports if port]
+        for line in (
+            "DevConnect is up:",
+            f"  REST API     {urls['restd']}/api   (OpenAPI: {urls['restd']}/api/openapi.json)",
+            f"  chat socket  ws://{s.host}:{s.chatd_port}/ws",
+            f"  metrics      {'  '.join(metrics) or '(off)'}",
+            f"  mail         {self.var / 'mail'}  (each message a .eml file)",
+            f"  PhonePe sim  http://127.0.0.1:{s.phonepe_simulator_port}",
+            f"  processes    {self.state_path}",
+            "Ctrl-C stops everything.",
+        ):
+            _say(line)
 
     @staticmethod
     def _ready(url: str) -> bool:
@@ -464,8 +451,7 @@ class Stack:
         services = [(s.name, s.proc, False) for s in self.services if s.proc is not None]
         self._terminate(services, SERVICE_STOP_TIMEOUT_S)
         # Whatever a child forked and left behind in its session (a pool process, say).
-        stragglers = {name: record.session() for name, record in self.records.items()}
-        stragglers = {name: pids for name, pids in stragglers.items() if pids}
+        stragglers = {name: pids for name, r in self.records.items() if (pids := r.session())}
         if stragglers:
             _say(f"stopping what the children left behind: {_describe(stragglers)}")
             merged = {pid: start for pids in stragglers.values() for pid, start in pids.items()}
@@ -493,10 +479,8 @@ def run(settings: Settings) -> int:
         _say(f"{stack.signal_name}: stopping")
     except (StopRequested, StartAborted):
         _say(f"{stack.signal_name}: stopping while starting")
-    except SystemExit as exc:
-        _say(str(exc))
-        code = 1
-    except RuntimeError as exc:  # a service that would not start (core.embedded)
+    # RuntimeError: a service that would not start (core.embedded).
+    except (SystemExit, RuntimeError) as exc:
         _say(str(exc))
         code = 1
     finally:

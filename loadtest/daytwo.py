@@ -983,7 +983,7 @@ async def probe_queries(stack: Stack, settings: Settings, population: Population
         # two newest-position reads (inKey, outKey), as with fresh=True at every hello
         "committedHead/withHistory": lambda: store.committed_head(veteran),
         "committedHead/newcomer": lambda: store.committed_head(newcomer),
-        # the list's reads (restd/conversations.py list_conversations)
+        # the list's reads (domain/conversations.py list_conversations)
         "conversationsSide0/listUser": lambda: (
             db[CONVERSATIONS].find(sort_range(me, 0)).sort("sort0", -1).limit(51).to_list()
         ),

@@ -26,9 +26,9 @@ from core.runtime import Stores, open_stores
 from core.settings import Settings
 from core.tracing import setup_tracing
 from core.web import service_routes, start_metrics_server
-from restd.context import RestContext, body_cap_bytes
+from domain.context import RestContext, body_cap_bytes
+from domain.metrics import RestMetrics
 from restd.handlers.base import NotFoundHandler
-from restd.metrics import RestMetrics
 from restd.routes import url_rules
 
 log = logging.getLogger(__name__)

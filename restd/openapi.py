@@ -9,14 +9,14 @@ dialect of OpenAPI 3.1, so models go into ``components.schemas`` unchanged.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from restd.models import ErrorBody
+from domain.models import ErrorBody
 
 _PARAM_RE = re.compile(r"\{([a-z_]+)\}")
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -158,7 +158,6 @@ def build_document(routes: Sequence[Route], title: str = "DevConnect restd") -> 
         ops: dict[str, Operation] = getattr(route.handler, "operations", {})
         if not ops:
             continue
-        item: dict[str, Any] = {}
         path_params = [
             {
                 "name": name,
@@ -168,61 +167,10 @@ def build_document(routes: Sequence[Route], title: str = "DevConnect restd") -> 
             }
             for name in _PARAM_RE.findall(route.template)
         ]
-        for method, op in ops.items():
-            responses: dict[str, Any] = {}
-            if op.response is None:
-                responses[str(op.status)] = {"description": "Done"}
-            else:
-                responses[str(op.status)] = {
-                    "description": op.summary,
-                    "content": _json(refs[(op.response, "serialization")]),
-                }
-            codes = set(op.errors)
-            if op.body is not None:
-                codes |= {400, 422}
-            if op.body is not None or method in BODY_METHODS:
-                codes.add(413)
-            if op.query is not None:
-                codes.add(422)
-            if op.auth:
-                codes |= {401, 429}
-            if path_params:
-                codes.add(404)
-            if op.links:
-                responses[str(op.status)]["links"] = {
-                    link.name: link.as_openapi() for link in op.links
-                }
-            for code in sorted(codes):
-                responses[str(code)] = {
-                    "description": op.error_text.get(code, ERROR_TEXT[code]),
-                    "content": _json(error_ref),
-                }
-                if code in (429, 503):
-                    headers = RETRY_AFTER_HEADER
-                    if code in op.retry_after_optional:
-                        headers = {
-                            name: {**header, "required": False}
-                            for name, header in RETRY_AFTER_HEADER.items()
-                        }
-                    responses[str(code)]["headers"] = headers
-            operation: dict[str, Any] = {
-                "operationId": operation_id(method, route.template),
-                "summary": op.summary,
-                "tags": [op.tag],
-                "parameters": path_params + (_query_parameters(op.query) if op.query else []),
-                "responses": responses,
-            }
-            if op.body is not None:
-                operation["requestBody"] = {
-                    "required": True,
-                    "content": _json(refs[(op.body, "validation")]),
-                }
-            if op.auth:
-                operation["security"] = [{"bearerAuth": []}, {"cookieAuth": []}]
-            else:
-                operation["security"] = [{name: []} for name in op.security]
-            item[method] = operation
-        paths[route.template] = item
+        paths[route.template] = {
+            method: _operation(route, method, op, path_params, refs, error_ref)
+            for method, op in ops.items()
+        }
 
     return {
         "openapi": "3.1.0",
@@ -235,3 +183,80 @@ def build_document(routes: Sequence[Route], title: str = "DevConnect restd") -> 
             "securitySchemes": SECURITY_SCHEMES,
         },
     }
+
+
+def _operation(
+    route: Route,
+    method: str,
+    op: Operation,
+    path_params: list[dict[str, Any]],
+    refs: Mapping[Any, Any],
+    error_ref: Any,
+) -> dict[str, Any]:
+    """One operation of the document: parameters, body, responses, security."""
+    operation: dict[str, Any] = {
+        "operationId": operation_id(method, route.template),
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": path_params + (_query_parameters(op.query) if op.query else []),
+        "responses": _responses(method, op, bool(path_params), refs, error_ref),
+    }
+    if op.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": _json(refs[(op.body, "validation")]),
+        }
+    if op.auth:
+        operation["security"] = [{"bearerAuth": []}, {"cookieAuth": []}]
+    else:
+        operation["security"] = [{name: []} for name in op.security]
+    return operation
+
+
+def _responses(
+    method: str,
+    op: Operation,
+    has_path_params: bool,
+    refs: Mapping[Any, Any],
+    error_ref: Any,
+) -> dict[str, Any]:
+    """The success response and every error an operation can answer with."""
+    responses: dict[str, Any] = {}
+    if op.response is None:
+        responses[str(op.status)] = {"description": "Done"}
+    else:
+        responses[str(op.status)] = {
+            "description": op.summary,
+            "content": _json(refs[(op.response, "serialization")]),
+        }
+    if op.links:
+        responses[str(op.status)]["links"] = {link.name: link.as_openapi() for link in op.links}
+    for code in sorted(_error_codes(method, op, has_path_params)):
+        responses[str(code)] = {
+            "description": op.error_text.get(code, ERROR_TEXT[code]),
+            "content": _json(error_ref),
+        }
+        if code in (429, 503):
+            headers = RETRY_AFTER_HEADER
+            if code in op.retry_after_optional:
+                headers = {
+                    name: {**header, "required": False}
+                    for name, header in RETRY_AFTER_HEADER.items()
+                }
+            responses[str(code)]["headers"] = headers
+    return responses
+
+
+def _error_codes(method: str, op: Operation, has_path_params: bool) -> set[int]:
+    codes = set(op.errors)
+    if op.body is not None:
+        codes |= {400, 422}
+    if op.body is not None or method in BODY_METHODS:
+        codes.add(413)
+    if op.query is not None:
+        codes.add(422)
+    if op.auth:
+        codes |= {401, 429}
+    if has_path_params:
+        codes.add(404)
+    return codes

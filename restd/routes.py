@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 
-from restd.context import RestContext
-from restd.feed.handlers import FeedEventsHandler, FeedHandler
+from domain.context import RestContext
+from domain.models import OBJECT_ID_PATTERN
+from domain.payments.models import ORDER_ID_PATTERN
 from restd.handlers.auth import (
     LoginHandler,
     LogoutAllHandler,
@@ -30,16 +31,15 @@ from restd.handlers.connections import (
 from restd.handlers.conversations import ConversationsHandler, MessagesHandler
 from restd.handlers.docs import OpenApiHandler
 from restd.handlers.email import UnsubscribeHandler
-from restd.handlers.users import BlockHandler, ProfileHandler, SearchHandler, UserHandler
-from restd.models import OBJECT_ID_PATTERN
-from restd.openapi import Route, build_document
-from restd.payments.handlers import (
+from restd.handlers.feed import FeedEventsHandler, FeedHandler
+from restd.handlers.payments import (
     CreatePaymentHandler,
     PaymentHandler,
     PlansHandler,
     WebhookHandler,
 )
-from restd.payments.models import ORDER_ID_PATTERN
+from restd.handlers.users import BlockHandler, ProfileHandler, SearchHandler, UserHandler
+from restd.openapi import Route, build_document
 
 CONVERSATION_ID_PATTERN = r"^[0-9a-f]{24}-[0-9a-f]{24}$"
 OPENAPI_PATH = "/api/openapi.json"

@@ -2,7 +2,7 @@
 
 ``payment_settings`` gives a test settings whose provider is the simulator
 (credentials shared by both sides, fast retries, reconciliation due at once);
-``running_simulator`` starts ``python -m restd.payments.simulator`` with them,
+``running_simulator`` starts ``python -m tooling.phonepe_simulator`` with them,
 its webhooks pointed at the test's restd; ``Simulator`` drives it over HTTP the
 way a browser (the pay page) and an operator (the /sim switches) would.
 """
@@ -25,7 +25,7 @@ from core.embedded import ManagedProcess, free_port
 from core.logs import JsonFormatter
 from core.mongo import PAYMENTS
 from core.settings import Settings
-from restd.payments.webhook import webhook_auth_value
+from domain.payments.webhook import webhook_auth_value
 from tests.harness import ROOT, Services, make_settings, settings_env
 from tests.restd_harness import Api, User
 
@@ -113,7 +113,7 @@ async def running_simulator(settings: Settings, log_path: Path) -> AsyncIterator
     argv = [
         sys.executable,
         "-m",
-        "restd.payments.simulator",
+        "tooling.phonepe_simulator",
         "--port",
         str(port),
         "--webhook-url",

@@ -81,7 +81,7 @@ def decoded(value: bytes) -> str:
 
 
 def paid_order(db: Database[Doc], email: str, name: str) -> tuple[str, str]:
-    """A user and a COMPLETED order of theirs, as restd/payments leaves them."""
+    """A user and a COMPLETED order of theirs, as domain/payments leaves them."""
     user = ObjectId()
     db[USERS].insert_one({"_id": user, "name": name, "email": email})
     order_id = f"DC{ObjectId()}"

@@ -12,8 +12,8 @@ from bson import ObjectId
 
 from core.emailprefs import PREF_KEYS, EmailKind, UnsubscribeTokens
 from core.mongo import USERS
-from restd.accounts import GRACE_REISSUES_MAX
-from restd.models import MAX_PREF_INT, MAX_PREF_KEY_CHARS, MAX_PREF_TEXT_CHARS, MAX_PREFS
+from domain.accounts import GRACE_REISSUES_MAX
+from domain.models import MAX_PREF_INT, MAX_PREF_KEY_CHARS, MAX_PREF_TEXT_CHARS, MAX_PREFS
 from tests.harness import Services, make_settings
 from tests.restd_harness import PASSWORD, Api, User, running_restd
 

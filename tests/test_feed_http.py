@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from restd.feed.variants import Variants
-from restd.feed.weights import default_weights
+from domain.feed.variants import Variants
+from domain.feed.weights import default_weights
 from tests.harness import Services, make_settings
 from tests.restd_harness import User, running_restd
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.runtime import open_stores
-from restd.feed.precompute import precompute_with
+from domain.feed.precompute import precompute_with
 from tests.harness import Services, make_settings
 from tests.restd_harness import running_restd
 

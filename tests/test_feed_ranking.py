@@ -7,14 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from restd.feed.cache import make_cursor, parse_cursor
-from restd.feed.features import FEATURES, Person, location_score, split_location
-from restd.feed.graph import LocalGraph, Neighbourhood
-from restd.feed.learn import fit_logistic
-from restd.feed.ranker import expansion_targets, graph_pool, rank
-from restd.feed.skills import normalize_skills, query_forms
-from restd.feed.variants import Variants
-from restd.feed.weights import PRIOR_WEIGHTS, default_weights
+from domain.feed.cache import make_cursor, parse_cursor
+from domain.feed.features import FEATURES, Person, location_score, split_location
+from domain.feed.graph import LocalGraph, Neighbourhood
+from domain.feed.ranker import expansion_targets, graph_pool, rank
+from domain.feed.skills import normalize_skills, query_forms
+from domain.feed.variants import Variants
+from domain.feed.weights import PRIOR_WEIGHTS, default_weights
+from tooling.feed_learn import fit_logistic
 
 # u - a - x, u - b - x, u - b - y, a has one more friend (z): x has two mutuals, y one.
 NB = Neighbourhood(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.embedded import free_port
-from restd.payments.phonepe import (
+from domain.payments.phonepe import (
     PhonePeClient,
     PhonePeConfig,
     ProviderRefused,

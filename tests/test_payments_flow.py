@@ -15,7 +15,7 @@ from pathlib import Path
 from bson import ObjectId
 
 from core.mongo import USERS
-from restd.dates import as_utc
+from domain.dates import as_utc
 from tests.harness import Services, celery_worker
 from tests.payments_harness import Lines, buy, metric, payment_settings, running_simulator, stored
 from tests.restd_harness import User, running_restd
@@ -39,7 +39,7 @@ async def test_pay_grants_membership_badge_and_quota_then_paying_again_extends(
         services, connection_requests_per_day_free=2, connection_requests_per_day_pro=5
     )
     lines = Lines()
-    logger = logging.getLogger("restd.payments")
+    logger = logging.getLogger("domain.payments")
     level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(lines)

@@ -12,7 +12,7 @@ from typing import Any
 from bson import ObjectId
 
 from core.mongo import USERS
-from restd.dates import as_utc
+from domain.dates import as_utc
 from tests.harness import Services, celery_worker
 from tests.payments_harness import (
     Lines,
@@ -80,7 +80,7 @@ async def test_webhooks_racing_the_reconciler_and_status_checks_grant_once(
 ) -> None:
     settings = payment_settings(services)
     lines = Lines()
-    logger = logging.getLogger("restd.payments")
+    logger = logging.getLogger("domain.payments")
     level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(lines)

@@ -103,7 +103,7 @@ def test_tracing_is_off_unless_the_otel_env_selects_an_exporter(services: Servic
 async def test_with_tracing_off_log_lines_carry_no_trace_id(services: Services) -> None:
     assert setup_tracing("restd", make_settings(services), env={}) is None
     async with running_restd(make_settings(services)) as api:
-        with captured("restd.accounts") as logs:
+        with captured("domain.accounts") as logs:
             await api.signup()
     assert [line["msg"] for line in logs.lines] == ["signup"]
     assert "traceId" not in logs.lines[0] and "spanId" not in logs.lines[0]
@@ -148,7 +148,7 @@ async def test_a_log_line_written_inside_a_request_carries_its_trace_id(
     with tracing_on(settings) as exporter:
         async with running_restd(settings) as api:
             exporter.clear()
-            with captured("restd.accounts") as logs:
+            with captured("domain.accounts") as logs:
                 await api.signup()
             spans = list(exporter.get_finished_spans())
     (server,) = [s for s in spans if s.kind == SpanKind.SERVER]

@@ -46,7 +46,7 @@ def database(settings: Settings) -> Iterator[Database[Doc]]:
 
 
 def paid_order(db: Database[Doc], name: str = "Payer") -> tuple[str, str]:
-    """A user and a COMPLETED order of theirs, as restd/payments leaves them."""
+    """A user and a COMPLETED order of theirs, as domain/payments leaves them."""
     user = ObjectId()
     db[USERS].insert_one({"_id": user, "name": name, "email": f"{user}@example.test"})
     order_id = f"DC{ObjectId()}"

@@ -5,7 +5,7 @@
   (workers/sweep.py says who gets what).
 - ``offline_messages(user_id)``: one "N unread messages from ..." mail.
 - ``connection_request(request_id)`` / ``connection_accepted(request_id)``:
-  queued by restd (restd/notify.py) after the write.
+  queued by restd (domain/notify.py) after the write.
 - ``payment_receipt(user_id, order_id)``: queued by the payments code when an
   order completes.
 

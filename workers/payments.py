@@ -1,7 +1,7 @@
 """Payments in the worker tier: ``workers.payments.reconcile``, run by Celery beat.
 
 Every ``payments_reconcile_interval_s`` it settles the PENDING orders whose next
-check is due, through the same ``restd.payments`` domain code as the webhook
+check is due, through the same ``domain.payments`` domain code as the webhook
 (``reconcile.reconcile_due`` → ``PaymentsService.transition``), so the two
 racing on one order grant the membership once.
 
@@ -23,9 +23,9 @@ from core.logs import request_id_var
 from core.metrics import CollectorRegistry
 from core.settings import Settings
 from core.tasks import PAYMENTS_RECONCILE, TaskSender
-from restd.payments.metrics import PaymentMetrics
-from restd.payments.reconcile import reconcile_due
-from restd.payments.service import PaymentsService
+from domain.payments.metrics import PaymentMetrics
+from domain.payments.reconcile import reconcile_due
+from domain.payments.service import PaymentsService
 from workers.runtime import AsyncRuntime
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Feed precompute tasks: the nightly batch (beat) and one user after their connections change.
 
-Both run the feed's own async code (restd/feed) on a loop and stores owned
+Both run the feed's own async code (domain/feed) on a loop and stores owned
 by the worker process, built on first use and again after a fork, like
 workers/payments.py.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from core.tasks import RECS_PRECOMPUTE_ACTIVE, RECS_RECOMPUTE_USER
-from restd.feed.precompute import precompute_with, recompute_user
+from domain.feed.precompute import precompute_with, recompute_user
 from workers.runtime import AsyncRuntime
 
 log = logging.getLogger(__name__)

@@ -36,8 +36,8 @@ from core.embedded import ManagedProcess, free_port, mongo_process, redis_proces
 from core.keys import Keys
 from core.mongo import CONNECTION_REQUESTS, INDEXES, USERS
 from core.settings import Settings, settings_to_env
+from domain.feed.store import FEED_INDEXES
 from loadtest.feedbench.population import Population, connection_docs, generate
-from restd.feed.store import FEED_INDEXES
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "loadtest" / "results"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from restd import accounts, users
-from restd.accounts import Session
+from domain import accounts, users
+from domain.accounts import Session
+from domain.models import AuthResult, LoginBody, MeUser, ProfilePatch, SignupBody
 from restd.handlers.base import ApiHandler
 from restd.handlers.users import ProfileHandler
-from restd.models import AuthResult, LoginBody, MeUser, ProfilePatch, SignupBody
 from restd.openapi import Link, Operation
 
 TAG = "auth"

@@ -28,8 +28,8 @@ from tornado.http1connection import HTTP1Connection
 from core.auth import TokenError
 from core.ids import is_object_id
 from core.web import BaseHandler
-from restd.context import RestContext
-from restd.errors import (
+from domain.context import RestContext
+from domain.errors import (
     HTTP_CODES,
     ApiError,
     BadRequest,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from restd import connections
-from restd.handlers.base import ApiHandler
-from restd.models import (
+from domain import connections
+from domain.models import (
     ConnectionList,
     ConnectionRequestAnswer,
     ConnectionRequestBody,
@@ -12,6 +11,7 @@ from restd.models import (
     ConnectionRequestQuery,
     ConnectionRequestView,
 )
+from restd.handlers.base import ApiHandler
 from restd.openapi import Link, Operation
 
 TAG = "connections"

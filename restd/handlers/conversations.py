@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from restd import conversations
+from domain import conversations
+from domain.models import ConversationList, ConversationQuery, HistoryQuery, MessagePage
 from restd.handlers.base import ApiHandler
-from restd.models import ConversationList, ConversationQuery, HistoryQuery, MessagePage
 from restd.openapi import Link, Operation
 
 TAG = "conversations"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from restd.context import RestContext
+from domain.context import RestContext
 from restd.handlers.base import ApiHandler
 
 

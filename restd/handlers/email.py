@@ -1,10 +1,10 @@
-"""``/api/email/unsubscribe``: the one-click link in every mail (restd/unsubscribe.py)."""
+"""``/api/email/unsubscribe``: the one-click link in every mail (domain/unsubscribe.py)."""
 
 from __future__ import annotations
 
 import html
 
-from restd import unsubscribe
+from domain import unsubscribe
 from restd.handlers.base import ApiHandler
 from restd.openapi import Operation
 

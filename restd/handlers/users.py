@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from restd import blocks, users
+from domain import blocks, users
+from domain.models import MeUser, ProfilePatch, PublicUser, SearchQuery, UserPage
 from restd.handlers.base import ApiHandler
-from restd.models import MeUser, ProfilePatch, PublicUser, SearchQuery, UserPage
 from restd.openapi import Operation
 
 TAG = "users"

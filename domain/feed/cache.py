@@ -1,0 +1,116 @@
+"""The ranked list in Redis as immutable snapshots, paged by cursor.
+
+``recommendations:user:{id}`` (core.keys) holds the id of the user's current
+snapshot, with the TTL from settings. The snapshot itself is a Redis list
+next to it (``recommendations:user:{id}:{snapshot}``): a header, then one
+JSON item per candidate in rank order. A cursor names the snapshot and an
+offset, so every page of one snapshot comes from the same frozen list: pages
+never repeat or skip an item while it lives. Invalidation drops only the
+pointer; the next first page ranks afresh, and a client already paging keeps
+its snapshot until the TTL ends it (then the cursor is refused as expired).
+
+All of one user's keys live on that user's shard.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import orjson
+
+from core.keys import Keys
+from core.redis import RedisShards
+
+CURSOR_PATTERN = r"^[0-9a-f]{16}\.[0-9]{1,6}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
+def make_cursor(snapshot: str, offset: int) -> str:
+    return f"{snapshot}.{offset}"
+
+
+def parse_cursor(cursor: str) -> tuple[str, int] | None:
+    if not _CURSOR.match(cursor):
+        return None
+    snapshot, _, offset = cursor.partition(".")
+    return snapshot, int(offset)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class FeedKeys:
+    """The feed's key names, all derived from the design's two keys in core.keys.
+
+    TODO(core): move these next to ``recommendations`` in core/keys.py.
+    """
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+
+    def pointer(self, user_id: str) -> str:
+        return self.keys.recommendations(user_id)
+
+    def snapshot(self, user_id: str, snapshot: str) -> str:
+        return f"{self.keys.recommendations(user_id)}:{snapshot}"
+
+    def adjacency(self, user_id: str) -> str:
+        """The user's accepted connections, comma-separated (domain/feed/featurestore.py)."""
+        return f"{self.keys.recommendations(user_id)}:adj"
+
+    def card(self, user_id: str) -> str:
+        """The user's profile card as JSON (domain/feed/featurestore.py)."""
+        return f"{self.keys.recommendations(user_id)}:card"
+
+    def pool(self, name: str) -> str:
+        """A shared candidate pool's ids, e.g. ``skill:rust`` (on the first shard)."""
+        return f"{self.keys.prefix}recommendations:pool:{name}"
+
+    def interactions(self, user_id: str) -> str:
+        """Hash: other user id -> count of profile views and requests between the two."""
+        return f"{self.keys.feed_cursor(user_id)}:interactions"
+
+    def attribution(self, user_id: str) -> str:
+        """Hash: user id a request went to from the feed -> variant, until it is answered."""
+        return f"{self.keys.feed_cursor(user_id)}:sent"
+
+
+class SnapshotCache:
+    def __init__(self, redis: RedisShards, keys: Keys, ttl_s: int) -> None:
+        self.redis = redis
+        self.keys = FeedKeys(keys)
+        self.ttl_s = ttl_s
+
+    async def current(self, user_id: str) -> str | None:
+        raw = await self.redis.for_user(user_id).get(self.keys.pointer(user_id))
+        return _text(raw) if raw else None
+
+    async def write(self, user_id: str, header: dict[str, object], items: list[bytes]) -> str:
+        """Store a new snapshot and make it current; returns its id."""
+        snapshot = secrets.token_hex(8)
+        key = self.keys.snapshot(user_id, snapshot)
+        async with self.redis.for_user(user_id).pipeline(transaction=True) as pipe:
+            pipe.rpush(key, orjson.dumps(header), *items)
+            pipe.expire(key, self.ttl_s)
+            pipe.set(self.keys.pointer(user_id), snapshot, ex=self.ttl_s)
+            await pipe.execute()
+        return snapshot
+
+    async def read(
+        self, user_id: str, snapshot: str, offset: int, count: int
+    ) -> list[bytes] | None:
+        """Items ``offset .. offset+count-1``; None when the snapshot is gone."""
+        key = self.keys.snapshot(user_id, snapshot)
+        async with self.redis.for_user(user_id).pipeline(transaction=False) as pipe:
+            pipe.lrange(key, offset + 1, offset + count)
+            pipe.exists(key)
+            items, exists = await pipe.execute()
+        if not exists:
+            return None
+        return list(items)
+
+    async def invalidate(self, *user_ids: str) -> None:
+        for user_id in user_ids:
+            await self.redis.for_user(user_id).delete(self.keys.pointer(user_id))

@@ -1,0 +1,38 @@
+"""The feed's hooks for restd's domain code, called after a commit (STYLE 14).
+
+restd calls ``feed_relation_changed`` / ``feed_profile_changed`` after it commits
+a connection, request, block or profile change: the cached list is dropped at
+once, and for a relation change a recompute of both users is queued on the
+``recs`` queue (``workers.recs.recompute_user``) so their next feed is warm.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from core.tasks import RECS_RECOMPUTE_USER
+from domain.context import RestContext
+from domain.feed.service import FeedService
+
+log = logging.getLogger(__name__)
+
+
+def feed_service(ctx: RestContext) -> FeedService:
+    return ctx.feed
+
+
+async def feed_relation_changed(ctx: RestContext, user_a: str, user_b: str) -> None:
+    """Never fails the caller's write: a stale feed is better than a failed request."""
+    try:
+        await ctx.feed.relation_changed(user_a, user_b)
+    except Exception:
+        log.exception("feed invalidation failed for %s/%s", user_a, user_b)
+    for user in (user_a, user_b):  # best effort: TaskSender logs a broker failure
+        await ctx.tasks.send(RECS_RECOMPUTE_USER, user)
+
+
+async def feed_profile_changed(ctx: RestContext, user_id: str) -> None:
+    try:
+        await ctx.feed.profile_changed(user_id)
+    except Exception:
+        log.exception("feed invalidation failed for %s", user_id)
