@@ -6,8 +6,16 @@ from core.metrics import LATENCY_BUCKETS_S, CollectorRegistry, Counter, Gauge, H
 
 
 class ChatMetrics:
+    """chatd's metrics, registered in groups by the helpers below (in this order)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._register_traffic(registry)
+        self._register_background(registry)
+        self._register_lifecycle(registry)
+
+    def _register_traffic(self, registry: CollectorRegistry) -> None:
+        """Sockets opened and closed; frames and messages received, stored, sent, refused."""
         self.open_sockets = Gauge(
             "chatd_open_sockets", "Open websocket connections", registry=registry
         )
@@ -51,6 +59,9 @@ class ChatMetrics:
         self.shed_frames = Counter(
             "chatd_shed_frames_total", "Ephemeral frames shed under backpressure", registry=registry
         )
+
+    def _register_background(self, registry: CollectorRegistry) -> None:
+        """Commits, fan-out, presence, the bus and background store writes."""
         self.persist_latency = Histogram(
             "chatd_persist_latency_seconds",
             "Time to commit one batch of messages",
@@ -88,6 +99,9 @@ class ChatMetrics:
             ["op"],
             registry=registry,
         )
+
+    def _register_lifecycle(self, registry: CollectorRegistry) -> None:
+        """Admission, hello, token expiry, the event loop and drain."""
         self.opening = Gauge(
             "chatd_opening_sockets",
             "Sockets accepted and waiting for or running hello's reads (admission)",

@@ -17,10 +17,8 @@ import logging
 import random
 import time
 from collections.abc import Coroutine
-from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
@@ -36,23 +34,19 @@ from chatd.presence import Presence
 from chatd.router import Router
 from chatd.session import Session
 from chatd.store import MessageStore, Skipped, StoredMessage
+from chatd.transitions import PresenceTransitions
 from core.auth import JWT_LEEWAY_S, TokenIssuer
-from core.ids import parse_object_id
-from core.mongo import USERS
 from core.relations import connections_of
 from core.runtime import Stores
 from core.sessions import Authenticator
 from core.settings import Settings
 from proto import frames
-from proto.bus import BusMessage
+from proto.bus import BusMessage, ConnectionChanged, Deliver, Holder, LogoutAll, StreamMessage
 from proto.errors import CloseCode
 from proto.events import EPHEMERAL_EVENTS
 
 log = logging.getLogger(__name__)
 
-# After announcing that this node holds a user another node also holds: time for
-# that node to hear it, after which the user's sockets read the store once.
-HOLDER_SETTLE_S = 0.5
 AUTH_RATE_PER_S = 1.0
 AUTH_BURST = 10
 # The signature check's leeway: a clock a little ahead of the issuer's does not cut a
@@ -124,17 +118,22 @@ class Node:
         self.expiries: ExpiryWheel[Session] = ExpiryWheel()
         # Bounds the sockets being opened at once (hello's reads); the rest queue.
         self._admission = asyncio.Semaphore(settings.hello_concurrency)
-        # Presence transitions, applied in batches by one loop (_presence_loop): a
-        # thousand sockets closing at once make one pipeline per shard and one
-        # bulk write of lastSeen, not a thousand concurrent round trips.
-        self._going_online: set[str] = set()
-        self._going_offline: set[str] = set()
-        self._presence_wake = asyncio.Event()
-        self._offline_timers: dict[str, asyncio.TimerHandle] = {}
         self._contacts: dict[str, list[str]] = {}  # per local user, for presence fan-out
         # Per local user: the other nodes holding sockets of that user. Live events
         # for a user held only here are served locally, with no Redis round trip.
         self._remote: dict[str, set[str]] = {}
+        # Users coming online or going offline here, applied in batches (chatd/transitions.py).
+        self.transitions = PresenceTransitions(
+            hub=self.hub,
+            presence=presence,
+            router=router,
+            metrics=metrics,
+            db=stores.db,
+            grace_s=settings.presence_grace_s,
+            contacts=self._contacts,
+            remote=self._remote,
+            send_to_user=self.send_to_user,
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -142,7 +141,7 @@ class Node:
         self.inbox.start()
         self.store.start()
         self.offline.start()
-        self._spawn(self._presence_loop())
+        self._spawn(self.transitions.run())
         self._spawn(self._watch_loop_lag())
         self._spawn(self._expire_tokens())
         self._spawn(self._poll_revocations())
@@ -157,11 +156,7 @@ class Node:
 
     async def close(self) -> None:
         self._closed = True
-        # Pending offline transitions would run against closed clients: drop them
-        # (presence claims expire by TTL, which is what TTL presence is for).
-        for timer in self._offline_timers.values():
-            timer.cancel()
-        self._offline_timers.clear()
+        self.transitions.close()
         for task in list(self._background):
             task.cancel()
         with contextlib.suppress(TimeoutError):
@@ -259,13 +254,7 @@ class Node:
         self.metrics.connects.inc()
         self.metrics.open_sockets.inc()
         if first:
-            timer = self._offline_timers.pop(user, None)
-            if timer is not None:
-                timer.cancel()  # back within the grace period: no presence change
-            else:
-                self._going_offline.discard(user)
-                self._going_online.add(user)
-                self._presence_wake.set()
+            self.transitions.arrived(user)
 
     def _abandon(self, session: Session) -> None:
         if self.hub.remove(session) and not self.hub.has_user(session.user_id):
@@ -293,18 +282,7 @@ class Node:
         if self.hub.remove(session) and not self._closed:
             user = session.user_id
             self.router.unwatch(user)
-            loop = asyncio.get_running_loop()
-            self._offline_timers[user] = loop.call_later(
-                self.settings.presence_grace_s, self._grace_over, user
-            )
-
-    def _grace_over(self, user: str) -> None:
-        self._offline_timers.pop(user, None)
-        if self.hub.has_user(user) or self._closed:
-            return
-        self._going_online.discard(user)
-        self._going_offline.add(user)
-        self._presence_wake.set()
+            self.transitions.left(user)
 
     async def _statuses(self, users: list[str]) -> dict[str, tuple[bool, int | None]]:
         try:
@@ -321,88 +299,6 @@ class Node:
             await asyncio.sleep(LOOP_LAG_PERIOD_S)
             self.metrics.loop_lag.observe(max(0.0, loop.time() - asked - LOOP_LAG_PERIOD_S))
 
-    # -- presence transitions, in batches ---------------------------------------------
-
-    async def _presence_loop(self) -> None:
-        while True:
-            await self._presence_wake.wait()
-            self._presence_wake.clear()
-            online, self._going_online = self._going_online, set()
-            offline, self._going_offline = self._going_offline, set()
-            try:
-                if online:
-                    await self._went_online(online)
-                if offline:
-                    await self._went_offline(offline)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the loop must survive anything
-                log.exception("presence batch failed")
-
-    async def _went_online(self, users: set[str]) -> None:
-        try:
-            holders = await self.presence.claim(users)
-        except (RedisError, OSError) as exc:
-            self.metrics.bus_errors.labels("presence").inc()
-            log.warning("presence claim of %d users failed: %s", len(users), exc)
-            holders = {}
-        loop = asyncio.get_running_loop()
-        for user in users:
-            if not self.hub.has_user(user):
-                continue  # gone again while we were claiming; the offline path handles it
-            others = holders.get(user, set())
-            self._remote[user] = self._remote.get(user, set()) | others
-            self.router.publish(BusMessage(kind="holder", userId=user, holding=True))
-            if others:
-                # Another node holds this user too. Until it has heard the announcement
-                # it serves the user locally only; read the store once it surely has.
-                loop.call_later(HOLDER_SETTLE_S, self._verify_user, user)
-                continue  # online on another node already: no presence change
-            self.metrics.presence_changes.labels("online").inc()
-            frame = frames.presence(user, "online", None)
-            for contact in self._contacts.get(user, []):
-                self.send_to_user(contact, frame)
-
-    async def _went_offline(self, users: set[str]) -> None:
-        gone = [u for u in users if not self.hub.has_user(u)]
-        contacts = {u: self._contacts.pop(u, []) for u in gone}
-        for user in gone:
-            self._remote.pop(user, None)
-            self.router.publish(BusMessage(kind="holder", userId=user, holding=False))
-        try:
-            elsewhere = await self.presence.release(gone)
-        except (RedisError, OSError) as exc:
-            # The claims expire by TTL; tell contacts now rather than in 30 s.
-            self.metrics.bus_errors.labels("presence").inc()
-            log.warning("presence release of %d users failed: %s", len(gone), exc)
-            elsewhere = set()
-        offline = [u for u in gone if u not in elsewhere and not self.hub.has_user(u)]
-        if not offline:
-            return
-        seen = _now_ms()
-        await self._store_last_seen(offline, seen)
-        for user in offline:
-            self.metrics.presence_changes.labels("offline").inc()
-            frame = frames.presence(user, "offline", seen)
-            for contact in contacts[user]:
-                self.send_to_user(contact, frame)
-
-    async def _store_last_seen(self, users: list[str], seen_ms: int) -> None:
-        """One bulk write for the batch; lastSeen is informative, presence goes out anyway."""
-        when = datetime.fromtimestamp(seen_ms / 1000, UTC)
-        ops = [
-            UpdateOne({"_id": oid}, {"$set": {"lastSeen": when}})
-            for oid in (parse_object_id(u) for u in users)
-            if oid is not None
-        ]
-        if not ops:
-            return
-        try:
-            await self.stores.db[USERS].bulk_write(ops, ordered=False)
-        except PyMongoError as exc:
-            self.metrics.store_errors.labels("last-seen").inc()
-            log.warning("could not store lastSeen of %d users: %s", len(ops), exc)
-
     async def _refresh_contacts(self, user: str) -> None:
         try:
             contacts = await connections_of(self.stores.db, user)
@@ -413,10 +309,6 @@ class Node:
         if self.hub.has_user(user):
             self._contacts[user] = contacts
             self.permissions.prime(user, contacts)
-
-    def _verify_user(self, user: str) -> None:
-        for session in self.hub.sessions(user):
-            session.verify_soon()
 
     def _prune_holders(self, live_nodes: set[str]) -> None:
         """From the heartbeat: forget other holders whose node has no live lease."""
@@ -474,7 +366,7 @@ class Node:
         for session in local:
             session.send(frame, ephemeral=ephemeral)
         if self._needs_publish(user_id, local):
-            self.router.publish(BusMessage(kind="deliver", userId=user_id, event=frame))
+            self.router.publish(Deliver(userId=user_id, event=frame))
 
     def fanout(self, stored: list[StoredMessage], skipped: list[Skipped]) -> None:
         """Called by the store right after a commit, in commit order: deliver, then ack."""
@@ -497,8 +389,7 @@ class Node:
             session.offer(message, inbound, seq)
         if self._needs_publish(user_id, local):
             self.router.publish(
-                BusMessage(
-                    kind="message",
+                StreamMessage(
                     userId=user_id,
                     event=message.wire(),
                     seq=seq,
@@ -510,29 +401,30 @@ class Node:
 
     def on_bus_message(self, message: BusMessage) -> None:
         sessions = self.hub.sessions(message.user_id)
-        if message.kind == "deliver" and message.event is not None:
-            ephemeral = message.event.get("type") in EPHEMERAL_EVENTS
-            for session in sessions:
-                session.send(message.event, ephemeral=ephemeral)
-        elif message.kind == "message" and message.event and message.seq is not None:
-            stored = _stored_from_wire(message)
-            for session in sessions:
-                session.offer(stored, bool(message.inbound), message.seq)
-        elif message.kind == "connection-changed" and message.other_user_id:
-            self.permissions.invalidate(message.user_id, message.other_user_id)
-            if self.hub.has_user(message.user_id):
-                # Presence goes to the contacts read at hello: a block or a removal
-                # must take the other user off that list now, an accept add them.
-                self._spawn(self._refresh_contacts(message.user_id))
-        elif message.kind == "logout-all":
-            for session in sessions:
-                session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
-        elif message.kind == "holder" and message.origin and self.hub.has_user(message.user_id):
-            others = self._remote.setdefault(message.user_id, set())
-            if message.holding:
-                others.add(message.origin)
-            else:
-                others.discard(message.origin)
+        match message:
+            case Deliver(event=event):
+                ephemeral = event.get("type") in EPHEMERAL_EVENTS
+                for session in sessions:
+                    session.send(event, ephemeral=ephemeral)
+            case StreamMessage() if message.event:
+                stored = StoredMessage.from_bus(message)
+                for session in sessions:
+                    session.offer(stored, message.inbound, message.seq)
+            case ConnectionChanged() if message.other_user_id:
+                self.permissions.invalidate(message.user_id, message.other_user_id)
+                if self.hub.has_user(message.user_id):
+                    # Presence goes to the contacts read at hello: a block or a removal
+                    # must take the other user off that list now, an accept add them.
+                    self._spawn(self._refresh_contacts(message.user_id))
+            case LogoutAll():
+                for session in sessions:
+                    session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
+            case Holder() if message.origin and self.hub.has_user(message.user_id):
+                others = self._remote.setdefault(message.user_id, set())
+                if message.holding:
+                    others.add(message.origin)
+                else:
+                    others.discard(message.origin)
 
     async def catch_up(self, session: Session) -> None:
         read = await self.store.read_streams(
@@ -572,18 +464,3 @@ def _closed(session: Session) -> bool:
     # A function, not an attribute test: the session may close during the awaits
     # above, which a type checker narrowing `session.closed` cannot see.
     return session.closed
-
-
-def _stored_from_wire(message: BusMessage) -> StoredMessage:
-    wire = message.event or {}
-    return StoredMessage(
-        message_id=wire["messageId"],
-        conversation_id=wire["conversationId"],
-        from_user_id=wire["fromUserId"],
-        to_user_id=wire["toUserId"],
-        text=wire["text"],
-        created_at_ms=wire["createdAt"],
-        in_seq=message.seq or 0 if message.inbound else 0,
-        out_seq=0 if message.inbound else message.seq or 0,
-        origin_session=message.origin_session or "",
-    )

@@ -25,14 +25,13 @@ import random
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import orjson
 from pydantic import ValidationError
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from core.keys import Keys
 from core.redis import RedisShards
-from proto.bus import BusMessage
+from proto.bus import BusMessage, encode_bus_message, parse_bus_message
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ class RedisRouter:
             return
         if not message.origin:
             message = message.model_copy(update={"origin": self.node_id})
-        payload = orjson.dumps(message.model_dump(by_alias=True, exclude_none=True))
+        payload = encode_bus_message(message)
         shard = self.redis.index_for(message.user_id)
         self._outbox.append((shard, self.keys.user_channel(message.user_id), payload))
         self._outbox_ready.set()
@@ -273,8 +272,8 @@ class RedisRouter:
 
     def _dispatch(self, raw: dict[str, Any]) -> None:
         try:
-            message = BusMessage.model_validate(orjson.loads(raw["data"]))
-        except (orjson.JSONDecodeError, ValidationError, KeyError, TypeError):
+            message = parse_bus_message(raw["data"])
+        except (ValidationError, KeyError, TypeError):
             log.warning("skipping a malformed bus message on %s", raw.get("channel"))
             return
         if message.origin == self.node_id:

@@ -1,4 +1,8 @@
-"""Durable messages: group commit, gap-free stream positions, and the reads behind ``sync``.
+"""Durable messages: group commit and gap-free stream positions (the writer).
+
+The reads behind ``sync`` are in chatd/streams.py, the types in chatd/stored.py
+and one commit's working data in chatd/batch.py; this module re-exports the
+names other modules import from it (``__all__``).
 
 Every message occupies one position in two per-user streams: the recipient's
 inbound stream (``inKey = "<to>:<seq>"``) and the sender's outbound stream
@@ -33,9 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -43,16 +45,36 @@ from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from chatd.batch import Outcome, Pending, duplicate_field, written_message
 from chatd.inbox import Inbox
+from chatd.stored import (
+    _LRU,
+    PersistError,
+    Skipped,
+    StoredMessage,
+    TempIdReused,
+    _advance,
+    _as_duplicate,
+    _ms,
+)
+from chatd.streams import StreamRead, StreamReader
 from core import messages
 from core.inbox import InboxMessage
 from core.mongo import MESSAGES, Doc
 from proto.cursor import Cursor
-from proto.frames import chat_message
+
+__all__ = [
+    "CommitListener",
+    "MessageStore",
+    "PersistError",
+    "Skipped",
+    "StoredMessage",
+    "StreamRead",
+    "TempIdReused",
+]
 
 log = logging.getLogger(__name__)
 
-DUPLICATE_KEY = 11000
 MAX_CONFLICT_RETRIES = 20
 DEDUP_CACHE_SIZE = 100_000
 HEAD_CACHE_SIZE = 200_000
@@ -61,84 +83,6 @@ TOMBSTONE_PREFIX = "~tomb:"  # sorts after every "<24 hex>:" stream key
 
 stream_key = messages.stream_key
 _seq_of = messages.seq_of  # the store's own name for it
-
-
-def _ms(dt: datetime) -> int:
-    return int(dt.timestamp() * 1000)
-
-
-class PersistError(Exception):
-    """The message could not be stored; its sender gets ``unavailable`` and no ack."""
-
-
-class TempIdReused(Exception):
-    """The sender used this tempId before for a message to someone else: refused, not acked."""
-
-
-@dataclass(slots=True)
-class StoredMessage:
-    message_id: str
-    conversation_id: str
-    from_user_id: str
-    to_user_id: str
-    text: str
-    created_at_ms: int
-    in_seq: int
-    out_seq: int
-    temp_id: str = ""
-    origin_session: str = ""  # the socket that sent it: it gets the ack, not a copy
-    duplicate: bool = False  # a retry of a message stored before: same id, not delivered again
-    received_at: float = 0.0  # monotonic, when the frame arrived (for latency metrics)
-    _wire: dict[str, Any] | None = field(default=None, repr=False)
-
-    def wire(self) -> dict[str, Any]:
-        """The message as clients see it (computed once, shared by every recipient)."""
-        if self._wire is None:
-            self._wire = chat_message(
-                self.message_id,
-                self.conversation_id,
-                self.from_user_id,
-                self.to_user_id,
-                self.text,
-                self.created_at_ms,
-            )
-        return self._wire
-
-    @classmethod
-    def from_doc(cls, doc: Doc) -> StoredMessage:
-        message = messages.read(doc)
-        return cls(
-            message_id=message.id,
-            conversation_id=message.conversation_id,
-            from_user_id=message.from_user_id,
-            to_user_id=message.to_user_id,
-            text=message.text,
-            created_at_ms=_ms(message.created_at),
-            in_seq=message.in_seq,
-            out_seq=message.out_seq,
-            temp_id=message.temp_id,
-        )
-
-
-@dataclass(slots=True)
-class Skipped:
-    """A stream position filled by a tombstone: nothing to deliver, but readers move past it."""
-
-    user_id: str
-    inbound: bool
-    seq: int
-
-
-@dataclass(slots=True)
-class _Pending:
-    from_user_id: str
-    to_user_id: str
-    temp_id: str
-    text: str
-    received_at: float
-    origin_session: str
-    future: asyncio.Future[StoredMessage]
-    conflicts: int = 0
 
 
 class CommitListener(Protocol):
@@ -150,25 +94,6 @@ class CommitListener(Protocol):
 class _NoListener:
     def fanout(self, stored: list[StoredMessage], skipped: list[Skipped]) -> None:
         return None
-
-
-@dataclass
-class StreamRead:
-    messages: list[StoredMessage]
-    cursor: Cursor
-    has_more: bool
-
-
-class _LRU(OrderedDict[str, Any]):
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def put(self, key: str, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        if len(self) > self.capacity:
-            self.popitem(last=False)
 
 
 class MessageStore:
@@ -187,10 +112,11 @@ class MessageStore:
         self.messages = db[MESSAGES]
         self.batch_max = batch_max
         self.persist_timeout_s = persist_timeout_s
+        self.streams = StreamReader(self.messages, persist_timeout_s)
         self.min_interval_s = min_interval_s
         self.observe_batch = observe_batch
         self.listener: CommitListener = _NoListener()
-        self._queue: list[_Pending] = []
+        self._queue: list[Pending] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -259,7 +185,7 @@ class MessageStore:
         future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
         self._dedup.put(dedup_key, (to_user_id, future))
         self._queue.append(
-            _Pending(from_user_id, to_user_id, temp_id, text, received_at, origin_session, future)
+            Pending(from_user_id, to_user_id, temp_id, text, received_at, origin_session, future)
         )
         self._wake.set()
         try:
@@ -299,7 +225,8 @@ class MessageStore:
             if self.observe_batch:
                 self.observe_batch(len(batch), time.perf_counter() - started)
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[Pending]) -> None:
+        """One group commit: positions, one insert, then deliver and answer each sender."""
         # Membership tests, not set difference with keys(): that would walk every cached head.
         await self._load_heads(
             {p.to_user_id for p in batch if p.to_user_id not in self._heads_in},
@@ -307,6 +234,25 @@ class MessageStore:
         )
         now = datetime.now(UTC)
         now_ms = _ms(now)
+        docs, positions = self._build_documents(batch, now)
+        failed = await self._insert(batch, docs)
+        if failed is None:
+            return
+        outcome = Outcome()
+        for index, (item, doc) in enumerate(zip(batch, docs, strict=True)):
+            err = failed.get(index)
+            if err is None:
+                message = written_message(item, doc, positions[index], now_ms)
+                outcome.stored.append(message)
+                outcome.results.append((item, message))
+            else:
+                await self._classify_failure(item, doc, err, outcome)
+        await self._settle(outcome)
+
+    def _build_documents(
+        self, batch: list[Pending], now: datetime
+    ) -> tuple[list[Doc], list[tuple[int, int]]]:
+        """Allocate each message's next inbound and outbound positions and build its document."""
         docs: list[Doc] = []
         positions: list[tuple[int, int]] = []
         for item in batch:
@@ -326,81 +272,71 @@ class MessageStore:
                     out_seq,
                 )
             )
+        return docs, positions
 
-        failed: dict[int, dict[str, Any]] = {}
+    async def _insert(
+        self, batch: list[Pending], docs: list[Doc]
+    ) -> dict[int, dict[str, Any]] | None:
+        """Insert the batch: the write errors by index, or None when the whole write failed
+        (then every sender has already been told)."""
         try:
             await self.messages.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            failed = {err["index"]: err for err in exc.details.get("writeErrors", [])}
+            return {err["index"]: err for err in exc.details.get("writeErrors", [])}
         except PyMongoError as exc:
             log.warning("persist failed for a batch of %d: %s", len(batch), exc)
             self._forget_heads(batch)
             for item in batch:
                 item.future.set_exception(PersistError(str(exc)))
-            return
+            return None
+        return {}
 
-        stored: list[StoredMessage] = []
-        skipped: list[Skipped] = []
-        results: list[tuple[_Pending, StoredMessage | Exception]] = []
-        retry: list[_Pending] = []
-        for index, (item, doc) in enumerate(zip(batch, docs, strict=True)):
-            err = failed.get(index)
-            if err is None:
-                # Built from what we wrote, not parsed back from the document.
-                message = StoredMessage(
-                    message_id=str(doc["_id"]),
-                    conversation_id=doc["conversationId"],
-                    from_user_id=item.from_user_id,
-                    to_user_id=item.to_user_id,
-                    text=item.text,
-                    created_at_ms=now_ms,
-                    in_seq=positions[index][0],
-                    out_seq=positions[index][1],
-                    temp_id=item.temp_id,
-                    origin_session=item.origin_session,
-                    received_at=item.received_at,
-                )
-                stored.append(message)
-                results.append((item, message))
-                continue
-            # The positions this document took are now holes: fill them with tombstones.
-            skipped += [
-                Skipped(item.to_user_id, True, _seq_of(doc["inKey"])),
-                Skipped(item.from_user_id, False, _seq_of(doc["outKey"])),
-            ]
-            which = _duplicate_field(err)
-            if which == "dedupKey":
-                existing = await self.messages.find_one({"dedupKey": doc["dedupKey"]})
-                if existing is None:
-                    results.append((item, PersistError("duplicate vanished")))
-                elif existing.get("toUserId") != item.to_user_id:
-                    results.append((item, TempIdReused(item.temp_id)))
-                else:
-                    results.append((item, _as_duplicate(StoredMessage.from_doc(existing))))
-            elif which in ("inKey", "outKey") and item.conflicts < MAX_CONFLICT_RETRIES:
-                # Another node took this position: reload that head, try again next batch.
-                user = item.to_user_id if which == "inKey" else item.from_user_id
-                heads = self._heads_in if which == "inKey" else self._heads_out
-                heads.pop(user, None)
-                item.conflicts += 1
-                retry.append(item)
-                # The taken position is not a hole: the other node's message is there.
-                skipped = [
-                    s
-                    for s in skipped
-                    if not (
-                        s.user_id == user
-                        and s.inbound == (which == "inKey")
-                        and s.seq == _seq_of(doc[which])
-                    )
-                ]
+    async def _classify_failure(
+        self, item: Pending, doc: Doc, err: dict[str, Any], outcome: Outcome
+    ) -> None:
+        """A message whose document was refused: a retry, a lost position, or an error."""
+        # The positions this document took are now holes: fill them with tombstones.
+        outcome.skipped += [
+            Skipped(item.to_user_id, True, _seq_of(doc["inKey"])),
+            Skipped(item.from_user_id, False, _seq_of(doc["outKey"])),
+        ]
+        which = duplicate_field(err)
+        if which == "dedupKey":
+            existing = await self.messages.find_one({"dedupKey": doc["dedupKey"]})
+            if existing is None:
+                outcome.results.append((item, PersistError("duplicate vanished")))
+            elif existing.get("toUserId") != item.to_user_id:
+                outcome.results.append((item, TempIdReused(item.temp_id)))
             else:
-                log.warning("persist failed for one message: %s", err.get("errmsg"))
-                results.append((item, PersistError(str(err.get("errmsg")))))
+                outcome.results.append((item, _as_duplicate(StoredMessage.from_doc(existing))))
+        elif which in ("inKey", "outKey") and item.conflicts < MAX_CONFLICT_RETRIES:
+            # Another node took this position: reload that head, try again next batch.
+            user = item.to_user_id if which == "inKey" else item.from_user_id
+            heads = self._heads_in if which == "inKey" else self._heads_out
+            heads.pop(user, None)
+            item.conflicts += 1
+            outcome.retry.append(item)
+            # The taken position is not a hole: the other node's message is there.
+            outcome.skipped = [
+                s
+                for s in outcome.skipped
+                if not (
+                    s.user_id == user
+                    and s.inbound == (which == "inKey")
+                    and s.seq == _seq_of(doc[which])
+                )
+            ]
+        else:
+            log.warning("persist failed for one message: %s", err.get("errmsg"))
+            outcome.results.append((item, PersistError(str(err.get("errmsg")))))
+
+    async def _settle(self, outcome: Outcome) -> None:
+        """Fill the holes, requeue the retries, then persist, deliver, and ack, in that order."""
+        stored, skipped = outcome.stored, outcome.skipped
         if skipped:
             skipped = await self._fill_holes(skipped)
-        if retry:
-            self._queue[:0] = retry
+        if outcome.retry:
+            self._queue[:0] = outcome.retry
         if stored:
             self.inbox.record(
                 [
@@ -425,11 +361,11 @@ class MessageStore:
             )
         if stored or skipped:
             self.listener.fanout(stored, skipped)
-        for item, outcome in results:
-            if isinstance(outcome, Exception):
-                item.future.set_exception(outcome)
+        for item, result in outcome.results:
+            if isinstance(result, Exception):
+                item.future.set_exception(result)
             else:
-                item.future.set_result(outcome)
+                item.future.set_result(result)
 
     async def _fill_holes(self, holes: list[Skipped]) -> list[Skipped]:
         """Tombstone unused positions; returns the ones actually filled.
@@ -467,7 +403,7 @@ class MessageStore:
             return []
         return holes
 
-    def _forget_heads(self, batch: Iterable[_Pending]) -> None:
+    def _forget_heads(self, batch: Iterable[Pending]) -> None:
         """After a failed write, what was committed is unknown: reload those heads."""
         for item in batch:
             self._heads_in.pop(item.to_user_id, None)
@@ -479,18 +415,10 @@ class MessageStore:
         jobs += [("outKey", u, self._heads_out) for u in outbound]
         if not jobs:
             return
-        seqs = await asyncio.gather(*(self._max_seq(f, u) for f, u, _ in jobs))
+        seqs = await asyncio.gather(*(self.streams.max_seq(f, u) for f, u, _ in jobs))
         for (_, user, heads), seq in zip(jobs, seqs, strict=True):
             if user not in heads:
                 heads.put(user, seq)
-
-    async def _max_seq(self, field_name: str, user_id: str) -> int:
-        doc = await self.messages.find_one(
-            {field_name: {"$gt": f"{user_id}:", "$lt": f"{user_id};"}},
-            projection={field_name: 1},
-            sort=[(field_name, -1)],
-        )
-        return _seq_of(doc[field_name]) if doc else 0
 
     async def committed_head(self, user_id: str) -> Cursor:
         """The user's last committed positions, read from the store (both at once).
@@ -500,7 +428,7 @@ class MessageStore:
         read then reaches the session, and one before it is inside the cursor.
         """
         seqs = await asyncio.gather(
-            self._max_seq("inKey", user_id), self._max_seq("outKey", user_id)
+            self.streams.max_seq("inKey", user_id), self.streams.max_seq("outKey", user_id)
         )
         for seq, committed, heads in zip(
             seqs,
@@ -518,107 +446,8 @@ class MessageStore:
                 heads.put(user_id, seq)
         return Cursor(self._committed_in[user_id], self._committed_out[user_id])
 
-    # -- reads --------------------------------------------------------------------------
+    # -- reads (chatd/streams.py) ---------------------------------------------------------
 
     async def read_streams(self, user_id: str, after: Cursor, limit: int) -> StreamRead:
         """Messages after ``after`` in both streams, each stream contiguous, merged by time."""
-        inbound, in_next, in_more = await self._read_stream("inKey", user_id, after.inbound, limit)
-        outbound, out_next, out_more = await self._read_stream(
-            "outKey", user_id, after.outbound, limit
-        )
-        merged: list[tuple[StoredMessage, bool]] = []
-        i = j = 0
-        while len(merged) < limit and (i < len(inbound) or j < len(outbound)):
-            take_in = j >= len(outbound) or (
-                i < len(inbound)
-                and (inbound[i].created_at_ms, inbound[i].message_id)
-                <= (outbound[j].created_at_ms, outbound[j].message_id)
-            )
-            if take_in:
-                merged.append((inbound[i], True))
-                i += 1
-            else:
-                merged.append((outbound[j], False))
-                j += 1
-        # The cursor covers what is returned, plus any tombstones just before what is not.
-        in_cursor = inbound[i - 1].in_seq if i else after.inbound
-        out_cursor = outbound[j - 1].out_seq if j else after.outbound
-        if i == len(inbound):
-            in_cursor = max(in_cursor, in_next)
-        if j == len(outbound):
-            out_cursor = max(out_cursor, out_next)
-        has_more = i < len(inbound) or j < len(outbound) or in_more or out_more
-        # A message to oneself is impossible, so no message appears in both lists.
-        return StreamRead([m for m, _ in merged], Cursor(in_cursor, out_cursor), has_more)
-
-    async def _read_stream(
-        self, field_name: str, user_id: str, after: int, limit: int
-    ) -> tuple[list[StoredMessage], int, bool]:
-        """A contiguous run after ``after``: (messages, last position covered, more beyond)."""
-        docs = await (
-            self.messages.find(
-                {field_name: {"$gt": stream_key(user_id, after), "$lt": f"{user_id};"}}
-            )
-            .sort(field_name, 1)
-            .limit(limit + 1)
-            .to_list()
-        )
-        now_ms = int(time.time() * 1000)
-        old_enough_ms = now_ms - int(self.persist_timeout_s * 1000)
-        expected = after + 1
-        out: list[StoredMessage] = []
-        position = after
-        stopped_at_gap = False
-        for doc in docs:
-            seq = _seq_of(doc[field_name])
-            if seq > expected and _ms(doc["createdAt"]) > old_enough_ms:
-                stopped_at_gap = True  # a position still being written: stop before it
-                break
-            position = seq
-            expected = seq + 1
-            if doc.get("tombstone"):
-                continue
-            if len(out) == limit:
-                return out, out[-1].in_seq if field_name == "inKey" else out[-1].out_seq, True
-            out.append(StoredMessage.from_doc(doc))
-        # A fresh gap is not "more": the client is as far as it can be until it fills.
-        return out, position, len(docs) > limit and not stopped_at_gap
-
-
-def _advance(heads: _LRU, user_id: str, seq: int) -> None:
-    if heads.get(user_id, 0) < seq:
-        heads.put(user_id, seq)
-
-
-def _as_duplicate(message: StoredMessage, keep_text: bool = True) -> StoredMessage:
-    return StoredMessage(
-        message.message_id,
-        message.conversation_id,
-        message.from_user_id,
-        message.to_user_id,
-        message.text if keep_text else "",
-        message.created_at_ms,
-        message.in_seq,
-        message.out_seq,
-        message.temp_id,
-        duplicate=True,
-    )
-
-
-def _duplicate_field(err: dict[str, Any]) -> str | None:
-    """Which unique key a duplicate-key write error is about (MongoDB and nx-27017 forms)."""
-    if err.get("code") != DUPLICATE_KEY:
-        return None
-    pattern = err.get("keyPattern") or {}
-    for name in ("dedupKey", "inKey", "outKey"):
-        if name in pattern:
-            return name
-    text = str(err.get("errmsg", ""))
-    for name, index_names in (
-        ("dedupKey", ("dedupKey", "dedup_key")),
-        ("inKey", ("inKey", "in_key")),
-        ("outKey", ("outKey", "out_key")),
-    ):
-        if any(n in text for n in index_names):
-            return name
-    return None
+        return await self.streams.read_streams(user_id, after, limit)

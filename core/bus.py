@@ -11,18 +11,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from redis.exceptions import RedisError
 
 from core.keys import Keys
 from core.redis import RedisShards
-from proto.bus import BusMessage
+from proto.bus import BusMessage, ConnectionChanged, Deliver, LogoutAll, encode_bus_message
 
 log = logging.getLogger(__name__)
 
 
 async def publish(redis: RedisShards, keys: Keys, message: BusMessage) -> bool:
-    payload = orjson.dumps(message.model_dump(by_alias=True, exclude_none=True))
+    payload = encode_bus_message(message)
     try:
         await redis.for_user(message.user_id).publish(keys.user_channel(message.user_id), payload)
     except (RedisError, OSError) as exc:
@@ -44,9 +43,7 @@ async def deliver_event(
     origin: str = "restd",
 ) -> bool:
     """Push the frame ``{"type": event_type, "data": data}`` to every socket of user_id."""
-    message = BusMessage(
-        kind="deliver", userId=user_id, origin=origin, event={"type": event_type, "data": data}
-    )
+    message = Deliver(userId=user_id, origin=origin, event={"type": event_type, "data": data})
     return await publish(redis, keys, message)
 
 
@@ -58,9 +55,9 @@ async def connection_changed(
         await publish(
             redis,
             keys,
-            BusMessage(kind="connection-changed", userId=user, otherUserId=other, origin=origin),
+            ConnectionChanged(userId=user, otherUserId=other, origin=origin),
         )
 
 
 async def logout_all(redis: RedisShards, keys: Keys, user_id: str, origin: str = "restd") -> None:
-    await publish(redis, keys, BusMessage(kind="logout-all", userId=user_id, origin=origin))
+    await publish(redis, keys, LogoutAll(userId=user_id, origin=origin))
