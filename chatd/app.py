@@ -30,12 +30,10 @@ from chatd.router import RedisRouter
 from chatd.store import MessageStore
 from chatd.transport import chat_routes
 from core.health import Readiness
-from core.logs import configure_logging
 from core.metrics import new_registry
 from core.mongo import ensure_indexes_on_start
-from core.runtime import Stores, open_stores
+from core.runtime import Stores, open_stores, run_service
 from core.settings import Settings
-from core.tracing import setup_tracing
 from core.web import service_routes, start_metrics_server
 
 log = logging.getLogger(__name__)
@@ -165,11 +163,4 @@ async def serve(settings: Settings) -> None:
 
 
 def main(settings: Settings, _argv: list[str]) -> int:
-    configure_logging("chatd", settings.log_level, settings.log_format)
-    tracing = setup_tracing("chatd", settings)
-    try:
-        asyncio.run(serve(settings))
-    finally:
-        if tracing is not None:
-            tracing.shutdown()
-    return 0
+    return run_service("chatd", settings, serve)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -52,3 +55,20 @@ def open_stores(settings: Settings, **mongo_options: object) -> Stores:
     for index, client in enumerate(redis.clients):
         readiness.add(f"redis[{index}]", client.ping)
     return Stores(settings, mongo, db, redis, Keys(settings.redis_key_prefix), readiness)
+
+
+def run_service(
+    name: str, settings: Settings, serve: Callable[[Settings], Coroutine[Any, Any, None]]
+) -> int:
+    """A service process's main: logging and tracing set up, ``serve`` run to the end."""
+    from core.logs import configure_logging
+    from core.tracing import setup_tracing
+
+    configure_logging(name, settings.log_level, settings.log_format)
+    tracing = setup_tracing(name, settings)
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
+    return 0

@@ -19,12 +19,10 @@ from typing import Any
 import tornado.httpserver
 import tornado.web
 
-from core.logs import configure_logging
 from core.metrics import CollectorRegistry, new_registry
 from core.mongo import ensure_indexes_on_start
-from core.runtime import Stores, open_stores
+from core.runtime import Stores, open_stores, run_service
 from core.settings import Settings
-from core.tracing import setup_tracing
 from core.web import service_routes, start_metrics_server
 from domain.context import RestContext, body_cap_bytes
 from domain.metrics import RestMetrics
@@ -96,11 +94,4 @@ async def serve(settings: Settings) -> None:
 
 
 def main(settings: Settings, _argv: list[str]) -> int:
-    configure_logging("restd", settings.log_level, settings.log_format)
-    tracing = setup_tracing("restd", settings)
-    try:
-        asyncio.run(serve(settings))
-    finally:
-        if tracing is not None:
-            tracing.shutdown()
-    return 0
+    return run_service("restd", settings, serve)
