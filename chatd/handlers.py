@@ -105,15 +105,7 @@ async def handle_private_message(
         ) from None
     if stored.duplicate:
         # A retry of a message already stored: the same id, no second copy anywhere.
-        session.send(
-            frames.message_delivered(
-                temp_id,
-                stored.message_id,
-                stored.conversation_id,
-                stored.created_at_ms,
-                str(session.cursor),
-            )
-        )
+        session.send(stored.ack(str(session.cursor)))
     # Otherwise the node's fan-out has already delivered it and acked this session.
 
 

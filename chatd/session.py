@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chatd.store import StoredMessage
+from chatd.stored import StoredMessage
 from proto import frames
 from proto.codec import Codec
 from proto.cursor import Cursor
@@ -168,7 +168,7 @@ class Session:
             # An ack never waits: send it now with the cursor as it stands, and step
             # over its position without a copy once the positions before it arrive.
             assert message is not None
-            self.send(_ack(message, str(self.cursor)))
+            self.send(message.ack(str(self.cursor)))
             message = None
         if self.behind:
             return
@@ -196,7 +196,7 @@ class Session:
             return
         cursor = str(self.cursor)
         if not inbound and message.origin_session == self.id:
-            self.send(_ack(message, cursor))
+            self.send(message.ack(cursor))
         else:
             self.send(frames.incoming_message(message.wire(), cursor))
             self.metrics.messages_delivered.inc()
@@ -248,14 +248,3 @@ class Session:
 
     def has_held(self) -> bool:
         return bool(self._held_in or self._held_out)
-
-
-def _ack(message: StoredMessage, cursor: str) -> dict[str, Any]:
-    """``message-delivered`` for the socket that sent ``message``."""
-    return frames.message_delivered(
-        message.temp_id,
-        message.message_id,
-        message.conversation_id,
-        message.created_at_ms,
-        cursor,
-    )

@@ -14,7 +14,7 @@ from typing import Any
 from core import messages
 from core.mongo import Doc
 from proto.bus import StreamMessage
-from proto.frames import chat_message
+from proto.frames import chat_message, message_delivered
 
 
 def _ms(dt: datetime) -> int:
@@ -44,6 +44,13 @@ class StoredMessage:
     duplicate: bool = False  # a retry of a message stored before: same id, not delivered again
     received_at: float = 0.0  # monotonic, when the frame arrived (for latency metrics)
     _wire: dict[str, Any] | None = field(default=None, repr=False)
+
+    def ack(self, cursor: str) -> dict[str, Any]:
+        """``message-delivered`` for the socket that sent this message (the only
+        place that frame is built)."""
+        return message_delivered(
+            self.temp_id, self.message_id, self.conversation_id, self.created_at_ms, cursor
+        )
 
     def wire(self) -> dict[str, Any]:
         """The message as clients see it (computed once, shared by every recipient)."""

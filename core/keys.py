@@ -64,3 +64,37 @@ class Keys:
     def pair_lock(self, pair: str) -> str:
         """Short-lived lock serialising connection-request writes for one pair."""
         return f"{self.prefix}pairlock:{pair}"
+
+
+class FeedKeys:
+    """The feed's key names (domain/feed), all derived from ``recommendations``
+    and ``feed_cursor`` above."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+
+    def pointer(self, user_id: str) -> str:
+        return self.keys.recommendations(user_id)
+
+    def snapshot(self, user_id: str, snapshot: str) -> str:
+        return f"{self.keys.recommendations(user_id)}:{snapshot}"
+
+    def adjacency(self, user_id: str) -> str:
+        """The user's accepted connections, comma-separated (domain/feed/featurestore.py)."""
+        return f"{self.keys.recommendations(user_id)}:adj"
+
+    def card(self, user_id: str) -> str:
+        """The user's profile card as JSON (domain/feed/featurestore.py)."""
+        return f"{self.keys.recommendations(user_id)}:card"
+
+    def pool(self, name: str) -> str:
+        """A shared candidate pool's ids, e.g. ``skill:rust`` (on the first shard)."""
+        return f"{self.keys.prefix}recommendations:pool:{name}"
+
+    def interactions(self, user_id: str) -> str:
+        """Hash: other user id -> count of profile views and requests between the two."""
+        return f"{self.keys.feed_cursor(user_id)}:interactions"
+
+    def attribution(self, user_id: str) -> str:
+        """Hash: user id a request went to from the feed -> variant, until it is answered."""
+        return f"{self.keys.feed_cursor(user_id)}:sent"

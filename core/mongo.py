@@ -54,6 +54,8 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="profile_text",
         ),
         IndexModel([("skills", ASCENDING)], name="skills"),
+        # The feed's location pool reads users by their exact location text.
+        IndexModel([("location", ASCENDING)], name="feed_location"),
     ],
     MESSAGES: [
         # From the design; serves history on MongoDB.

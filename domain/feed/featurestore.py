@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 from pymongo.asynchronous.database import AsyncDatabase
 
+from core.keys import FeedKeys
 from core.mongo import CONNECTION_REQUESTS, USERS, Doc
 from core.redis import RedisShards
-from domain.feed.cache import FeedKeys
 from domain.feed.store import ACCEPTED, IN_CHUNK, PERSON_PROJECTION, object_ids, prepared
 
 FEATURE_TTL_S = 24 * 3600

@@ -61,18 +61,11 @@ class FeedService:
             {**default_weights(), **s.feed_weights}, s.feed_variants, s.feed_variant_salt
         )
         self.features = FeatureStore(stores.db, stores.redis, self.cache.keys)
-        self._indexes_ready = False
-
-    async def _ensure_indexes(self) -> None:
-        if not self._indexes_ready:
-            await store.ensure_feed_indexes(self.stores.db)
-            self._indexes_ready = True
 
     # -- ranking ----------------------------------------------------------------
 
     async def compute(self, user_id: str) -> list[tuple[Ranked, Doc]]:
         """Rank the user's candidates with their variant's weights: (ranked, profile) pairs."""
-        await self._ensure_indexes()
         s = self.settings
         db = self.stores.db
         now = datetime.now(UTC)

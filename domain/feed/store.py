@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from core.ids import parse_object_id
@@ -44,17 +44,6 @@ PERSON_PROJECTION = {
     "createdAt": 1,
     "prefs": 1,
 }
-
-# The feed's own index: the location pool reads users by their exact location text.
-# TODO(core): belongs in core.mongo.INDEXES; ensured by FeedService until it moves.
-FEED_INDEXES: dict[str, list[IndexModel]] = {
-    USERS: [IndexModel([("location", ASCENDING)], name="feed_location")],
-}
-
-
-async def ensure_feed_indexes(db: AsyncDatabase[Doc]) -> None:
-    for name, models in FEED_INDEXES.items():
-        await db[name].create_indexes(models)
 
 
 @dataclass

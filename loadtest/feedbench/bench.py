@@ -36,7 +36,6 @@ from core.embedded import ManagedProcess, free_port, mongo_process, redis_proces
 from core.keys import Keys
 from core.mongo import CONNECTION_REQUESTS, INDEXES, USERS
 from core.settings import Settings, settings_to_env
-from domain.feed.store import FEED_INDEXES
 from loadtest.feedbench.population import Population, connection_docs, generate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,8 +74,6 @@ def load(mongo_url: str, db_name: str, pop: Population) -> dict[str, float]:
         db[CONNECTION_REQUESTS].insert_many(batch, ordered=False)
     edges_s = time.monotonic() - started - users_s
     for name, models in {**INDEXES}.items():
-        db[name].create_indexes(models)
-    for name, models in FEED_INDEXES.items():
         db[name].create_indexes(models)
     client.close()
     return {
