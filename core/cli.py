@@ -83,12 +83,31 @@ def migrate(settings: Settings, argv: list[str]) -> int:
     return 0
 
 
+# Commands that take no options of their own: everything is a DEVCONNECT_* setting.
+NO_OPTIONS = ("up", "chatd", "restd", "beat")
+SETTINGS_EPILOG = (
+    "Configured by DEVCONNECT_* environment variables (or a .env file); "
+    "see the README's configuration table."
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="devconnect", description="DevConnect services")
+    parser = argparse.ArgumentParser(
+        prog="devconnect", description="DevConnect services", epilog=SETTINGS_EPILOG
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
+    if args.command in NO_OPTIONS:
+        # `devconnect up --help` prints this and exits; it never starts anything,
+        # and an option it does not know is an error, not silently ignored.
+        argparse.ArgumentParser(
+            prog=f"devconnect {args.command}",
+            description=COMMANDS[args.command][1],
+            epilog=SETTINGS_EPILOG,
+        ).parse_args(rest)
+        rest = []
     try:
         settings = load_settings()
     except SettingsError as exc:
