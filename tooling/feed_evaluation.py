@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from domain.feed import learning
 from domain.feed.features import FEATURES, Person, feature_matrix
 from domain.feed.graph import LocalGraph, Neighbourhood
 from domain.feed.ranker import expansion_targets, graph_pool, rank
@@ -40,6 +41,8 @@ MIN_DEGREE = 5
 HIDE_FRACTION = 0.10
 CUTOFF = 1000  # ranks past this count as misses for MRR, for every method alike
 NEGATIVES_PER_USER = 200
+COLD_START_MAX_DEGREE = 2  # training connections of a cold-start user
+COLD_START_USERS = 1000
 TRAIN_L2 = 1.0
 
 
@@ -48,7 +51,7 @@ class EvalConfig:
     data_dir: Path
     seed: int = 20260
     test_users: int = 2000
-    train_users: int = 600
+    train_users: int = 1500
     candidate_cap: int = 2000
     expand_max: int = 100
     skill_pool_max: int = 200
@@ -148,14 +151,20 @@ class GraphSource:
 
 def learn_weights(
     net: Network, train_edges: IntArray, cfg: EvalConfig, exclude_users: set[int]
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Learn weights on the training graph alone: hide a further slice as positives."""
+) -> tuple[dict[str, float], dict[str, Any], list[learning.Query]]:
+    """Learn weights on the training graph alone: hide a further slice as positives.
+
+    Also returns every training user's whole candidate list as a query, which
+    the learning-to-rank pipeline (domain/feed/learning.py) fits on: the slice's
+    edges play a deployment's accepted connections, the other candidates the
+    ones shown and ignored."""
     rng = np.random.default_rng(cfg.seed + 1)
     fit_edges, fit_held = hide_edges(net.n, train_edges, rng)
     source = GraphSource(net, adjacency(net.n, fit_edges), cfg, cfg.seed + 2)
     users = [u for u in sorted(fit_held) if u not in exclude_users and source.neighbours(u)]
     chosen = rng.choice(users, size=min(cfg.train_users, len(users)), replace=False)
     xs, ys, ws = [], [], []
+    queries: list[learning.Query] = []
     for user in chosen:
         me, graph, people = source.candidates(int(user))
         if not people:
@@ -163,6 +172,7 @@ def learn_weights(
         x = feature_matrix(me, people, graph.scores([p.id for p in people]))
         truth = {str(v) for v in fit_held[int(user)]}
         y = np.array([1.0 if p.id in truth else 0.0 for p in people])
+        queries.append(learning.Query(x, y))
         pos = np.flatnonzero(y > 0)
         neg = np.flatnonzero(y == 0)
         # A uniform sample of the negatives, weighted to stand for all of them.
@@ -186,7 +196,7 @@ def learn_weights(
         "priorFeatures": [str(f) for f in np.array(FEATURES)[~varying]],
         "intercept": round(intercept, 4),
     }
-    return weights, info
+    return weights, info, queries
 
 
 def _metrics(ranked: Sequence[int], truth: set[int]) -> tuple[float, float, float, float]:
@@ -210,6 +220,29 @@ def _top(scores: npt.NDArray[np.float64], blocked: IntArray, k: int = CUTOFF) ->
     return [int(t) for t in top if np.isfinite(scores[t])]
 
 
+def _learned_order(
+    model: learning.Model, me: Person, graph: LocalGraph, people: list[Person]
+) -> list[int]:
+    """The candidates in the learned model's order (the same rows as ``rank`` reads)."""
+    if not people:
+        return []
+    x = feature_matrix(me, people, graph.scores([p.id for p in people]))
+    scores = model.score(x)
+    order = np.lexsort((np.arange(len(people)), -scores))[:CUTOFF]
+    return [int(people[i].id) for i in order]
+
+
+def _table(
+    results: dict[str, list[tuple[float, float, float, float]]],
+) -> dict[str, dict[str, float]]:
+    names = ("recall@10", "recall@20", "ndcg@20", "mrr")
+    return {
+        m: {k: round(float(v), 4) for k, v in zip(names, np.mean(rows, axis=0), strict=True)}
+        for m, rows in results.items()
+        if rows
+    }
+
+
 def evaluate(cfg: EvalConfig, progress: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     started = time.monotonic()
     net = load_network(cfg.data_dir)
@@ -225,45 +258,70 @@ def evaluate(cfg: EvalConfig, progress: Callable[[str], None] = lambda _m: None)
         f"{len(test)} test users"
     )
 
-    weights, train_info = learn_weights(net, train_edges, cfg, set(test))
+    cold_pool = [u for u in sorted(held) if 0 < degree[u] <= COLD_START_MAX_DEGREE]
+    cold = [
+        int(u)
+        for u in rng.choice(cold_pool, size=min(COLD_START_USERS, len(cold_pool)), replace=False)
+    ]
+    weights, train_info, queries = learn_weights(net, train_edges, cfg, set(test) | set(cold))
     progress(f"learned weights in {time.monotonic() - started:.0f}s: {weights}")
+    fit_started = time.monotonic()
+    model = learning.fit(queries, {"num_threads": 2})
+    train_info["lambdarank"] = {**model.info, "seconds": round(time.monotonic() - fit_started, 1)}
+    progress(f"fitted the lambdarank model in {time.monotonic() - fit_started:.0f}s")
 
     source = GraphSource(net, adj, cfg, cfg.seed + 3)
     aa_weight = 1.0 / np.log(np.maximum(degree, 2.0))
     # "ours": weights fitted on this split's training edges; "priors": the hand-set
     # weights the package ships (fitted ones derive from GPL-3.0 data, see weights.py).
-    methods = ("random", "popularity", "common_neighbours", "adamic_adar", "priors", "ours")
+    methods = (
+        "random",
+        "popularity",
+        "common_neighbours",
+        "adamic_adar",
+        "priors",
+        "ours",
+        "learned",
+    )
     priors = default_weights()
     results: dict[str, list[tuple[float, float, float, float]]] = {m: [] for m in methods}
+    cold_results: dict[str, list[tuple[float, float, float, float]]] = {
+        m: [] for m in ("adamic_adar", "priors", "learned")
+    }
     candidates_found = 0
     per_user_ms: list[float] = []
-    for done, user in enumerate(test, 1):
+    learned_ms: list[float] = []
+    for done, user in enumerate([*test, *cold], 1):
+        is_cold = done > len(test)
+        out = cold_results if is_cold else results
         truth = held[user]
         friends = adj.indices[adj.indptr[user] : adj.indptr[user + 1]]
         blocked = np.concatenate([friends, [user]]).astype(np.int64)
         rows = adj[friends]
-        common = np.asarray(rows.sum(axis=0)).ravel()
         aa = np.asarray(rows.T @ aa_weight[friends]).ravel()
-        results["random"].append(_metrics(_top(rng.random(net.n), blocked), truth))
-        results["popularity"].append(_metrics(_top(degree.astype(np.float64), blocked), truth))
-        results["common_neighbours"].append(_metrics(_top(common + 1e-6 * degree, blocked), truth))
-        results["adamic_adar"].append(_metrics(_top(aa, blocked), truth))
+        out["adamic_adar"].append(_metrics(_top(aa, blocked), truth))
+        if not is_cold:
+            common = np.asarray(rows.sum(axis=0)).ravel()
+            out["random"].append(_metrics(_top(rng.random(net.n), blocked), truth))
+            out["popularity"].append(_metrics(_top(degree.astype(np.float64), blocked), truth))
+            out["common_neighbours"].append(_metrics(_top(common + 1e-6 * degree, blocked), truth))
         t0 = time.perf_counter()
         me, graph, people = source.candidates(user)
         ranked = rank(me, graph, people, weights, limit=CUTOFF)
         per_user_ms.append((time.perf_counter() - t0) * 1000)
-        candidates_found += len({int(p.id) for p in people} & truth)
-        results["ours"].append(_metrics([int(r.id) for r in ranked], truth))
+        if not is_cold:
+            candidates_found += len({int(p.id) for p in people} & truth)
+            out["ours"].append(_metrics([int(r.id) for r in ranked], truth))
         shipped = rank(me, graph, people, priors, limit=CUTOFF)
-        results["priors"].append(_metrics([int(r.id) for r in shipped], truth))
+        out["priors"].append(_metrics([int(r.id) for r in shipped], truth))
+        t0 = time.perf_counter()
+        out["learned"].append(_metrics(_learned_order(model, me, graph, people), truth))
+        learned_ms.append((time.perf_counter() - t0) * 1000)
         if done % 250 == 0:
-            progress(f"ranked {done}/{len(test)} users")
+            progress(f"ranked {done}/{len(test) + len(cold)} users")
 
-    names = ("recall@10", "recall@20", "ndcg@20", "mrr")
-    table = {
-        m: {k: round(float(v), 4) for k, v in zip(names, np.mean(results[m], axis=0), strict=True)}
-        for m in methods
-    }
+    table = _table(results)
+    cold_table = _table(cold_results)
     aa_ndcg = table["adamic_adar"]["ndcg@20"]
     hidden_total = sum(len(held[u]) for u in test)
     return {
@@ -286,6 +344,18 @@ def evaluate(cfg: EvalConfig, progress: Callable[[str], None] = lambda _m: None)
         "oursVsAdamicAdarNdcg20": round(table["ours"]["ndcg@20"] / aa_ndcg - 1.0, 4)
         if aa_ndcg
         else None,
+        "learnedVsAdamicAdarNdcg20": round(table["learned"]["ndcg@20"] / aa_ndcg - 1.0, 4)
+        if aa_ndcg
+        else None,
+        "coldStart": {
+            "maxTrainingConnections": COLD_START_MAX_DEGREE,
+            "users": len(cold),
+            "metrics": cold_table,
+        },
+        "learnedMsPerUser": {
+            "p50": round(float(np.percentile(learned_ms, 50)), 2),
+            "p99": round(float(np.percentile(learned_ms, 99)), 2),
+        },
         "candidateRecall": round(candidates_found / hidden_total, 4),
         "oursMsPerUser": {
             "p50": round(float(np.percentile(per_user_ms, 50)), 2),

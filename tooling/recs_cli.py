@@ -57,6 +57,35 @@ def markdown_report(report: dict[str, Any]) -> str:
             f"| {name} | {row['recall@10']:.4f} | {row['recall@20']:.4f} | "
             f"{row['ndcg@20']:.4f} | {row['mrr']:.4f} | {vs} |"
         )
+    cold = report.get("coldStart")
+    if cold:
+        cold_aa = cold["metrics"]["adamic_adar"]["ndcg@20"]
+        lines += [
+            "",
+            f"Cold start: {cold['users']} users with {cold['maxTrainingConnections']} or fewer "
+            "training connections (not in the table above).",
+            "",
+            "| method | Recall@20 | NDCG@20 | MRR | NDCG@20 vs Adamic-Adar |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, row in cold["metrics"].items():
+            vs = f"{(row['ndcg@20'] / cold_aa - 1) * 100:+.1f}%" if cold_aa else "n/a"
+            lines.append(
+                f"| {name} | {row['recall@20']:.4f} | {row['ndcg@20']:.4f} | "
+                f"{row['mrr']:.4f} | {vs} |"
+            )
+    if "learnedMsPerUser" in report:
+        lambdarank = report["training"].get("lambdarank", {})
+        lines += [
+            "",
+            "`learned` is the learning-to-rank pipeline a deployment trains on its own "
+            "connections (domain/feed/learning.py, LightGBM lambdarank): fitted here on "
+            f"{lambdarank.get('queries')} training users' candidate lists "
+            f"({lambdarank.get('rows')} rows, {lambdarank.get('seconds')} s), the hidden slice "
+            "of their edges as the accepted connections and every other candidate as ignored. "
+            f"Scoring per user: p50 {report['learnedMsPerUser']['p50']} ms, "
+            f"p99 {report['learnedMsPerUser']['p99']} ms.",
+        ]
     lines += [
         "",
         f"Candidate recall (hidden edges inside our candidate list): {report['candidateRecall']}.",
