@@ -25,6 +25,10 @@ FROM python:3.11-slim-bookworm AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DEVCONNECT_HOST=0.0.0.0 DEVCONNECT_VAR_DIR=/var/lib/devconnect
+# LightGBM (the feed's learned ranker) links the system's OpenMP runtime.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 devconnect \
     && useradd --system --uid 10001 --gid devconnect --home-dir /nonexistent \
        --shell /usr/sbin/nologin devconnect \
