@@ -41,6 +41,9 @@ UNSUBSCRIBE_TOKENS = "unsubscribeTokens"
 # one unread total per user, so no connect or list ever counts messages.
 CONVERSATIONS = "conversations"
 UNREAD_COUNTS = "unreadCounts"
+# What the feed showed and what came of it: the deployment's own training data.
+FEED_EVENTS = "feedEvents"
+FEED_EVENTS_TTL_S = 180 * 24 * 3600
 # Data migrations already applied (core/migrations.py), by name.
 MIGRATIONS = "migrations"
 
@@ -77,6 +80,12 @@ INDEXES: dict[str, list[IndexModel]] = {
     CONVERSATIONS: [
         IndexModel([("sort0", ASCENDING)], name="sort0"),
         IndexModel([("sort1", ASCENDING)], name="sort1"),
+    ],
+    # domain/feed/events.py: kept FEED_EVENTS_TTL_S; read by user (one user's
+    # impressions and outcomes) and by time (a training window).
+    FEED_EVENTS: [
+        IndexModel([("at", ASCENDING)], name="at_ttl", expireAfterSeconds=FEED_EVENTS_TTL_S),
+        IndexModel([("userId", ASCENDING)], name="user"),
     ],
     CONNECTION_REQUESTS: [
         IndexModel([("toUserId", ASCENDING), ("fromUserId", ASCENDING)], name="to_from"),

@@ -26,7 +26,7 @@ from domain import notify, users
 from domain.context import RestContext
 from domain.dates import as_utc, required_utc
 from domain.errors import Conflict, Forbidden, NotFound, TooManyRequests
-from domain.feed.hooks import feed_relation_changed
+from domain.feed.hooks import feed_outcome, feed_relation_changed
 from domain.models import (
     ConnectionList,
     ConnectionRequestAnswer,
@@ -197,6 +197,9 @@ async def create_request(
     else:
         await notify.connection_accepted(ctx.redis, ctx.keys, _event(views[1]), origin, ctx.tasks)
     await feed_relation_changed(ctx, me, to)
+    await feed_outcome(ctx, "request", me, to)
+    if reverse is not None:
+        await feed_outcome(ctx, "accept", to, me)  # their earlier request, accepted by this one
     return views[0]
 
 
@@ -228,6 +231,9 @@ async def answer_request(
         origin = ctx.bus_origin
         await notify.connection_accepted(ctx.redis, ctx.keys, _event(view), origin, ctx.tasks)
     await feed_relation_changed(ctx, doc["fromUserId"], me)
+    await feed_outcome(
+        ctx, "accept" if answer.status == ACCEPTED else "reject", doc["fromUserId"], me
+    )
     return view
 
 
@@ -244,6 +250,7 @@ async def withdraw_request(ctx: RestContext, me: str, request_id: str) -> Connec
         raise Conflict("This request is no longer pending.", code="not_pending")
     (view,) = await _views(ctx, [updated])
     await feed_relation_changed(ctx, me, doc["toUserId"])
+    await feed_outcome(ctx, "withdraw", me, doc["toUserId"])
     return view
 
 

@@ -4,6 +4,7 @@ restd calls ``feed_relation_changed`` / ``feed_profile_changed`` after it commit
 a connection, request, block or profile change: the cached list is dropped at
 once, and for a relation change a recompute of both users is queued on the
 ``recs`` queue (``workers.recs.recompute_user``) so their next feed is warm.
+``feed_outcome`` records what became of a request, the learned ranker's labels.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 
 from core.tasks import RECS_RECOMPUTE_USER
 from domain.context import RestContext
+from domain.feed.events import Outcome
 from domain.feed.service import FeedService
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,14 @@ async def feed_relation_changed(ctx: RestContext, user_a: str, user_b: str) -> N
         log.exception("feed invalidation failed for %s/%s", user_a, user_b)
     for user in (user_a, user_b):  # best effort: TaskSender logs a broker failure
         await ctx.tasks.send(RECS_RECOMPUTE_USER, user)
+
+
+async def feed_outcome(ctx: RestContext, kind: Outcome, sender: str, recipient: str) -> None:
+    """What became of a connection request, as training data (domain/feed/events.py)."""
+    try:
+        await ctx.feed.events.outcome(kind, sender, recipient)
+    except Exception:
+        log.exception("feed outcome %s not recorded for %s/%s", kind, sender, recipient)
 
 
 async def feed_profile_changed(ctx: RestContext, user_id: str) -> None:

@@ -35,6 +35,12 @@ class FeedMetrics:
             ["variant"],
             registry=registry,
         )
+        self.events = Counter(
+            "feed_events_total",
+            "Feed events recorded for training, by kind (or kind=error when the write failed)",
+            ["kind"],
+            registry=registry,
+        )
         self.pages = Counter(
             "feed_pages_total",
             "Feed pages by cache outcome (hit, miss)",

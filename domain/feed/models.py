@@ -29,6 +29,8 @@ class Explain(BaseModel):
 
     contributions: dict[str, float]
     reasons: list[str]
+    # The feature values the score was computed from, each in [0, 1].
+    values: dict[str, float] = {}
 
 
 class FeedItem(BaseModel):

@@ -29,6 +29,7 @@ class Ranked:
     score: float
     contributions: dict[str, float]
     reasons: list[str]
+    values: dict[str, float] | None = None  # the features as ranked, each in [0, 1]
 
 
 def weight_vector(weights: Mapping[str, float]) -> np.ndarray:
@@ -129,5 +130,6 @@ def rank(
         contributions = {name: float(contrib[i, j]) for j, name in enumerate(FEATURES)}
         values = {name: float(x[i, j]) for j, name in enumerate(FEATURES)}
         reasons = reasons_for(user, other, int(scores.common[i]), values)
-        ranked.append(Ranked(other.id, float(total[i]), contributions, reasons))
+        rounded = {name: round(v, CONTRIBUTION_DIGITS) for name, v in values.items()}
+        ranked.append(Ranked(other.id, float(total[i]), contributions, reasons, rounded))
     return ranked

@@ -21,6 +21,7 @@ from core.runtime import Stores
 from domain.errors import Conflict, NotFound
 from domain.feed import store
 from domain.feed.cache import SnapshotCache, make_cursor, parse_cursor
+from domain.feed.events import FeedEvents
 from domain.feed.features import Person
 from domain.feed.featurestore import FeatureStore
 from domain.feed.graph import LocalGraph, Neighbourhood
@@ -61,6 +62,7 @@ class FeedService:
             {**default_weights(), **s.feed_weights}, s.feed_variants, s.feed_variant_salt
         )
         self.features = FeatureStore(stores.db, stores.redis, self.cache.keys)
+        self.events = FeedEvents(stores.db, metrics)
 
     # -- ranking ----------------------------------------------------------------
 
@@ -141,7 +143,11 @@ class FeedService:
                 {
                     "profile": profile_view(doc),
                     "score": r.score,
-                    "explain": {"contributions": r.contributions, "reasons": r.reasons},
+                    "explain": {
+                        "contributions": r.contributions,
+                        "reasons": r.reasons,
+                        "values": r.values or {},
+                    },
                 }
             )
             for r, doc in ranked
@@ -181,6 +187,7 @@ class FeedService:
         if self.metrics:
             self.metrics.pages.labels("hit" if hit else "miss").inc()
             self.metrics.impressions.labels(variant).inc(len(items))
+        await self.events.impressions(user_id, items, variant, offset)
         return FeedPage(
             items=items,
             nextCursor=make_cursor(snapshot, offset + limit) if more else None,

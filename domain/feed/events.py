@@ -1,0 +1,88 @@
+"""What the feed showed and what came of it, in MongoDB (``feedEvents``): the
+deployment's own training data for the learned ranker (domain/feed/learning.py).
+
+One document per event, ``userId`` being the user whose feed it concerns:
+
+- ``impression``: ``candidateId`` was shown at ``rank`` (0-based, across pages)
+  under ``variant`` and ``modelVersion`` (null while the variant ranks with
+  weights), with ``features``, the values it was ranked on, in
+  ``features.FEATURES`` order;
+- ``request``, ``accept``, ``reject``, ``withdraw``: what became of a
+  connection request from ``userId`` to ``candidateId``.
+
+Documents expire after ``core.mongo.FEED_EVENTS_TTL_S`` (a TTL index on
+``at``). Recording never fails the request that caused it: a failed write is
+logged and counted (``feed_events_total{kind="error"}``); the event is lost,
+the product is not.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Literal
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+from core.mongo import FEED_EVENTS, Doc
+from domain.feed.features import FEATURES
+from domain.feed.metrics import FeedMetrics
+from domain.feed.models import FeedItem
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["request", "accept", "reject", "withdraw"]
+
+
+class FeedEvents:
+    def __init__(self, db: AsyncDatabase[Doc], metrics: FeedMetrics | None = None) -> None:
+        self.collection = db[FEED_EVENTS]
+        self.metrics = metrics
+
+    async def impressions(
+        self,
+        user_id: str,
+        items: list[FeedItem],
+        variant: str,
+        offset: int,
+        model_version: str | None = None,
+    ) -> None:
+        if not items:
+            return
+        now = datetime.now(UTC)
+        docs = [
+            {
+                "kind": "impression",
+                "userId": user_id,
+                "candidateId": item.profile.id,
+                "rank": offset + i,
+                "variant": variant,
+                "modelVersion": model_version,
+                "score": item.score,
+                "features": [float(item.explain.values.get(name, 0.0)) for name in FEATURES],
+                "at": now,
+            }
+            for i, item in enumerate(items)
+        ]
+        await self._write("impression", docs)
+
+    async def outcome(self, kind: Outcome, user_id: str, candidate_id: str) -> None:
+        doc = {
+            "kind": kind,
+            "userId": user_id,
+            "candidateId": candidate_id,
+            "at": datetime.now(UTC),
+        }
+        await self._write(kind, [doc])
+
+    async def _write(self, kind: str, docs: list[Doc]) -> None:
+        try:
+            await self.collection.insert_many(docs, ordered=False)
+        except PyMongoError as exc:
+            log.warning("feed events not recorded (%s x%d): %s", kind, len(docs), exc)
+            if self.metrics:
+                self.metrics.events.labels("error").inc()
+            return
+        if self.metrics:
+            self.metrics.events.labels(kind).inc(len(docs))
