@@ -102,6 +102,8 @@ class RedisRouter:
         self._confirmed: list[set[str]] = [set() for _ in redis.clients]
         self._to_add: list[set[str]] = [set() for _ in redis.clients]
         self._to_remove: list[set[str]] = [set() for _ in redis.clients]
+        # Per shard: channel -> (un)subscribe commands sent and not yet answered.
+        self._in_flight: list[dict[str, int]] = [{} for _ in redis.clients]
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._dirty: list[asyncio.Event] = [asyncio.Event() for _ in redis.clients]
         self._outbox: list[tuple[int, str, bytes]] = []
@@ -135,14 +137,23 @@ class RedisRouter:
         self._watched[shard].add(user_id)
         # Watched again before an unsubscribe went out: the subscription stands.
         self._to_remove[shard].discard(channel)
-        if channel in self._confirmed[shard]:
+        subscribed = channel in self._subscribed[shard]
+        if subscribed and self._settled(shard, channel):
             future.set_result(None)
             return future
         self._waiters.setdefault(channel, []).append(future)
-        if channel not in self._subscribed[shard]:
+        if not subscribed:
+            # Not subscribed, or an unsubscribe already went out (its reply may still
+            # be on its way, so "confirmed" would be stale): subscribe again and wait
+            # for that reply.
             self._to_add[shard].add(channel)
             self._dirty[shard].set()
         return future
+
+    def _settled(self, shard: int, channel: str) -> bool:
+        """Redis has answered every (un)subscribe sent for the channel, the last one
+        being a subscribe."""
+        return channel in self._confirmed[shard] and not self._in_flight[shard].get(channel)
 
     def unwatch(self, user_id: str) -> None:
         shard = self.redis.index_for(user_id)
@@ -202,6 +213,7 @@ class RedisRouter:
                 # A new connection: everything watched is to be subscribed afresh.
                 self._confirmed[shard].clear()
                 self._subscribed[shard].clear()
+                self._in_flight[shard].clear()
                 self._to_remove[shard].clear()
                 self._to_add[shard] = {self.keys.user_channel(u) for u in self._watched[shard]}
                 while True:
@@ -252,23 +264,37 @@ class RedisRouter:
         the connection, and the next one subscribes everything watched afresh."""
         add, self._to_add[shard] = self._to_add[shard], set()
         remove, self._to_remove[shard] = self._to_remove[shard], set()
+        in_flight = self._in_flight[shard]
         for chunk in _chunks(sorted(add), SUBSCRIBE_CHUNK):
             self._subscribed[shard].update(chunk)
+            for channel in chunk:
+                in_flight[channel] = in_flight.get(channel, 0) + 1
             await pubsub.subscribe(*chunk)
         for chunk in _chunks(sorted(remove), SUBSCRIBE_CHUNK):
             self._subscribed[shard].difference_update(chunk)
+            for channel in chunk:
+                in_flight[channel] = in_flight.get(channel, 0) + 1
             await pubsub.unsubscribe(*chunk)
 
     def _confirm(self, shard: int, raw: dict[str, Any], subscribed: bool) -> None:
         channel = raw.get("channel")
         name = channel.decode() if isinstance(channel, bytes) else str(channel)
+        in_flight = self._in_flight[shard]
+        left = in_flight.get(name, 0) - 1
+        if left > 0:
+            in_flight[name] = left
+        else:
+            in_flight.pop(name, None)
         if not subscribed:
             self._confirmed[shard].discard(name)
             return
         self._confirmed[shard].add(name)
-        for future in self._waiters.pop(name, []):
-            if not future.done():
-                future.set_result(None)
+        # Only the reply to the last command sent resolves the waiters: an earlier
+        # subscribe's reply may be followed by an unsubscribe's.
+        if self._settled(shard, name) and name in self._subscribed[shard]:
+            for future in self._waiters.pop(name, []):
+                if not future.done():
+                    future.set_result(None)
 
     def _dispatch(self, raw: dict[str, Any]) -> None:
         try:
