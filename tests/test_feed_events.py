@@ -3,6 +3,7 @@ what was shown, at which rank, with which features, and what came of each reques
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from core.mongo import FEED_EVENTS, INDEXES
@@ -16,6 +17,16 @@ ROOMY = {"rate_signup_ip_count": 500, "connection_requests_per_day_free": 500}
 async def _events(api: Api, **query: Any) -> list[dict[str, Any]]:
     cursor = api.stores.db[FEED_EVENTS].find(query).sort("_id", 1)
     return [doc async for doc in cursor]
+
+
+async def _impressions(api: Api, user: User, count: int) -> list[dict[str, Any]]:
+    """Impressions are written off the page's path: wait (bounded) until they are in."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        found = await _events(api, kind="impression", userId=user.id)
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.05)
 
 
 async def _request(a: User, b: User) -> str:
@@ -44,7 +55,7 @@ async def test_impressions_and_every_outcome_are_recorded(services: Services) ->
         second = await me.http.get("/api/feed", params={"cursor": body["nextCursor"]})
         assert second.status_code == 200, second.text
         shown = [i["profile"]["id"] for i in body["items"] + second.json()["items"]]
-        impressions = await _events(api, kind="impression", userId=me.id)
+        impressions = await _impressions(api, me, len(shown))
         assert [e["candidateId"] for e in impressions] == shown
         assert [e["rank"] for e in impressions] == list(range(len(shown)))
         assert {e["variant"] for e in impressions} == {body["variant"]}

@@ -13,11 +13,14 @@ One document per event, ``userId`` being the user whose feed it concerns:
 Documents expire after ``core.mongo.FEED_EVENTS_TTL_S`` (a TTL index on
 ``at``). Recording never fails the request that caused it: a failed write is
 logged and counted (``feed_events_total{kind="error"}``); the event is lost,
-the product is not.
+the product is not. Impressions are written off the page's path
+(``impressions_soon``): measured with ``make bench-feed``, awaiting the write
+added about 4.5 ms to a cached page's median.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Literal
@@ -33,12 +36,42 @@ from domain.feed.models import FeedItem
 log = logging.getLogger(__name__)
 
 Outcome = Literal["request", "accept", "reject", "withdraw"]
+# Background impression writes in flight at most, per process.
+MAX_PENDING = 1000
 
 
 class FeedEvents:
     def __init__(self, db: AsyncDatabase[Doc], metrics: FeedMetrics | None = None) -> None:
         self.collection = db[FEED_EVENTS]
         self.metrics = metrics
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def impressions_soon(
+        self,
+        user_id: str,
+        items: list[FeedItem],
+        variant: str,
+        offset: int,
+        model_version: str | None = None,
+    ) -> None:
+        """``impressions`` in the background; at most MAX_PENDING writes wait at once
+        (past that, impressions are dropped and counted as errors)."""
+        if not items:
+            return
+        if len(self._pending) >= MAX_PENDING:
+            if self.metrics:
+                self.metrics.events.labels("error").inc()
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.impressions(user_id, items, variant, offset, model_version)
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        """Wait for the background writes started so far."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def impressions(
         self,

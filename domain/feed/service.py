@@ -187,7 +187,7 @@ class FeedService:
         if self.metrics:
             self.metrics.pages.labels("hit" if hit else "miss").inc()
             self.metrics.impressions.labels(variant).inc(len(items))
-        await self.events.impressions(user_id, items, variant, offset)
+        self.events.impressions_soon(user_id, items, variant, offset)
         return FeedPage(
             items=items,
             nextCursor=make_cursor(snapshot, offset + limit) if more else None,
