@@ -81,10 +81,6 @@ HEAD_CACHE_SIZE = 200_000
 TOMBSTONE_PREFIX = "~tomb:"  # sorts after every "<24 hex>:" stream key
 
 
-stream_key = messages.stream_key
-_seq_of = messages.seq_of  # the store's own name for it
-
-
 class CommitListener(Protocol):
     """Who hears every commit, in commit order (the node's fan-out)."""
 
@@ -297,8 +293,8 @@ class MessageStore:
         """A message whose document was refused: a retry, a lost position, or an error."""
         # The positions this document took are now holes: fill them with tombstones.
         outcome.skipped += [
-            Skipped(item.to_user_id, True, _seq_of(doc["inKey"])),
-            Skipped(item.from_user_id, False, _seq_of(doc["outKey"])),
+            Skipped(item.to_user_id, True, messages.seq_of(doc["inKey"])),
+            Skipped(item.from_user_id, False, messages.seq_of(doc["outKey"])),
         ]
         which = duplicate_field(err)
         if which == "dedupKey":
@@ -323,7 +319,7 @@ class MessageStore:
                 if not (
                     s.user_id == user
                     and s.inbound == (which == "inKey")
-                    and s.seq == _seq_of(doc[which])
+                    and s.seq == messages.seq_of(doc[which])
                 )
             ]
         else:
@@ -378,7 +374,7 @@ class MessageStore:
         tombstones = []
         for hole in holes:
             filler = f"{TOMBSTONE_PREFIX}{ObjectId()}"
-            key = stream_key(hole.user_id, hole.seq)
+            key = messages.stream_key(hole.user_id, hole.seq)
             tombstones.append(
                 {
                     "_id": ObjectId(),

@@ -20,9 +20,6 @@ from core import messages
 from core.mongo import Doc
 from proto.cursor import Cursor
 
-stream_key = messages.stream_key
-_seq_of = messages.seq_of
-
 
 @dataclass
 class StreamRead:
@@ -45,7 +42,7 @@ class StreamReader:
             projection={field_name: 1},
             sort=[(field_name, -1)],
         )
-        return _seq_of(doc[field_name]) if doc else 0
+        return messages.seq_of(doc[field_name]) if doc else 0
 
     async def read_streams(self, user_id: str, after: Cursor, limit: int) -> StreamRead:
         """Messages after ``after`` in both streams, each stream contiguous, merged by time."""
@@ -84,7 +81,7 @@ class StreamReader:
         """A contiguous run after ``after``: (messages, last position covered, more beyond)."""
         docs = await (
             self.messages.find(
-                {field_name: {"$gt": stream_key(user_id, after), "$lt": f"{user_id};"}}
+                {field_name: {"$gt": messages.stream_key(user_id, after), "$lt": f"{user_id};"}}
             )
             .sort(field_name, 1)
             .limit(limit + 1)
@@ -97,7 +94,7 @@ class StreamReader:
         position = after
         stopped_at_gap = False
         for doc in docs:
-            seq = _seq_of(doc[field_name])
+            seq = messages.seq_of(doc[field_name])
             if seq > expected and _ms(doc["createdAt"]) > old_enough_ms:
                 stopped_at_gap = True  # a position still being written: stop before it
                 break
