@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "beat": ("workers.app:run_beat", "run the Celery beat scheduler"),
     "migrate": ("core.cli:migrate", "create collections and indexes (idempotent)"),
     "recs": ("tooling.recs_cli:main", "feed ranking: `recs eval`, `recs precompute`"),
+    "demo": ("tooling.demo:main", "seed a small world to explore and print two logins"),
 }
 
 

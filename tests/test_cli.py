@@ -53,3 +53,10 @@ def test_migrate_has_its_own_help() -> None:
     done = _cli("migrate", "--help")
     assert done.returncode == 0
     assert "--recount-unread" in done.stdout
+
+
+def test_demo_has_its_own_help_and_opens_no_store() -> None:
+    done = _cli("demo", "--help")  # no DEVCONNECT_* at all: no store to open
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: devconnect demo")
+    assert "--reset" in done.stdout and "--seed" in done.stdout

@@ -175,7 +175,7 @@ class PaymentsService:
         await self._spend_create_budget(user_id)
         if not self.client.config.configured:
             raise PaymentsUnavailable(log_message="phonepe client id/secret not set")
-        order = self._new_order(user_id, plan)
+        order = self.new_order(user_id, plan)
         order_id = order["merchantOrderId"]
         # Written before the provider hears of it: a crash after the provider call
         # leaves a PENDING order the reconciler settles, never an untracked payment.
@@ -237,7 +237,7 @@ class PaymentsService:
                 retry_after_s=decision.retry_after_s,
             )
 
-    def _new_order(self, user_id: str, plan: Plan) -> Doc:
+    def new_order(self, user_id: str, plan: Plan) -> Doc:
         """A PENDING order for the plan, before the provider has heard of it."""
         s = self.settings
         oid = ObjectId()
