@@ -24,9 +24,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("workers.app:run_worker", "run a Celery worker"),
     "beat": ("workers.app:run_beat", "run the Celery beat scheduler"),
     "migrate": ("core.cli:migrate", "create collections and indexes (idempotent)"),
-    "recs": ("tooling.recs_cli:main", "feed ranking: `recs eval`, `recs precompute`"),
+    "recs": (
+        "workers.recs_cli:main",
+        "the feed's ranker: `recs precompute|train|models|rollback`, and `recs eval`",
+    ),
     "demo": ("tooling.demo:main", "seed a small world to explore and print two logins"),
 }
+
+
+# Subcommands served by another module than their command's: `recs eval` is a
+# development tool (tooling/), the other `recs` commands ship with the workers.
+SUBCOMMANDS: dict[tuple[str, str], str] = {("recs", "eval"): "tooling.recs_cli:run_eval"}
 
 
 def _resolve(target: str) -> Callable[..., Any]:
@@ -116,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Each command parses its own options from `rest`.
     target = COMMANDS[args.command][0]
+    if rest and (args.command, rest[0]) in SUBCOMMANDS:
+        target, rest = SUBCOMMANDS[(args.command, rest[0])], rest[1:]
     try:
         command = _resolve(target)
     except ModuleNotFoundError as exc:

@@ -44,6 +44,8 @@ UNREAD_COUNTS = "unreadCounts"
 # What the feed showed and what came of it: the deployment's own training data.
 FEED_EVENTS = "feedEvents"
 FEED_EVENTS_TTL_S = 180 * 24 * 3600
+# The learned ranker's models (domain/feed/registry.py): _id is the version (1, 2, ...).
+FEED_MODELS = "feedModels"
 # Data migrations already applied (core/migrations.py), by name.
 MIGRATIONS = "migrations"
 
@@ -87,6 +89,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("at", ASCENDING)], name="at_ttl", expireAfterSeconds=FEED_EVENTS_TTL_S),
         IndexModel([("userId", ASCENDING)], name="user"),
     ],
+    # The served model is the promoted one promoted last: restd's periodic check
+    # reads the (few) promoted documents by status.
+    FEED_MODELS: [IndexModel([("status", ASCENDING)], name="status")],
     CONNECTION_REQUESTS: [
         IndexModel([("toUserId", ASCENDING), ("fromUserId", ASCENDING)], name="to_from"),
         IndexModel([("pairKey", ASCENDING)], name="pair_key"),

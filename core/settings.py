@@ -305,6 +305,27 @@ class Settings(BaseSettings):
     feed_precompute_batch: int = Field(default=200, ge=1, le=5000)
     feed_active_days: float = Field(default=14.0, gt=0)
     feed_precompute_hour_utc: int = Field(default=3, ge=0, le=23)
+    # The learned ranker (domain/feed/training.py, registry.py). Variants may pin a
+    # model: {"variant": 3} serves version 3, "weights" always its weight set,
+    # "promoted" (the default for a variant not listed) the promoted model, or its
+    # weights while none is. restd reads the promoted version at most every check.
+    feed_variant_models: dict[str, int | Literal["promoted", "weights"]] = Field(
+        default_factory=dict
+    )
+    feed_model_check_s: float = Field(default=30.0, ge=0.05, le=3600)
+    # Nightly training, before the precompute so that it warms with the new model.
+    feed_training_hour_utc: int = Field(default=2, ge=0, le=23)
+    feed_training_window_days: float = Field(default=60.0, gt=0)
+    feed_training_max_impressions: int = Field(default=300_000, ge=100)
+    # The most recent impressions held out to compare the new model with the served one.
+    feed_training_holdout: float = Field(default=0.2, gt=0, lt=1)
+    # Below these (useful training queries, positive labels in them) the ranker stays.
+    feed_training_min_queries: int = Field(default=100, ge=1)
+    feed_training_min_positives: int = Field(default=200, ge=1)
+    # A new model is promoted only when its held-out NDCG@20 beats the served one's by this.
+    feed_training_min_gain: float = Field(default=0.005, ge=0)
+    # Models older than the newest this many keep their metadata but lose their text.
+    feed_models_keep: int = Field(default=30, ge=2)
 
     # Email notifications (workers/email.py). Each SMTP socket operation times out
     # after smtp_timeout_s; a transient failure (4xx, connection error) is retried

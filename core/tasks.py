@@ -34,6 +34,7 @@ EMAIL_SWEEP_OFFLINE = "workers.email.sweep_offline"  # beat
 EMAIL_OFFLINE_MESSAGES = "workers.email.offline_messages"  # (user id)
 RECS_RECOMPUTE_USER = "workers.recs.recompute_user"  # (user id)
 RECS_PRECOMPUTE_ACTIVE = "workers.recs.precompute_active"  # beat
+RECS_TRAIN_MODEL = "workers.recs.train_model"  # beat
 PAYMENTS_RECONCILE = "workers.payments.reconcile"  # beat
 PING = "workers.ping"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.embedded import free_port
 from core.settings import Settings
+from core.tasks import RECS_TRAIN_MODEL
 from tests.harness import Services, make_settings, settings_env
 from tests.workers_harness import scrape
 from workers.app import make_celery
@@ -83,6 +84,22 @@ def test_prefork_worker_counts_outcomes_and_durations(services: Services, tmp_pa
         assert samples[("worker_broker_up", ())] == 1.0
         for queue in ("default", "email", "recs", "payments"):
             assert ("worker_queue_length", (("queue", queue),)) in samples
+
+
+def test_the_parent_counts_the_learned_rankers_training_outcomes(
+    services: Services, tmp_path: Path
+) -> None:
+    """The training runs in a pool child; its outcome reaches the exporter by its result."""
+    settings = make_settings(services, worker_metrics_port=free_port())
+    app = make_celery(settings)
+    with prefork_worker(settings, tmp_path / "worker.log") as url:
+        result = app.send_task(RECS_TRAIN_MODEL).get(timeout=WAIT_S)
+        assert result["outcome"] == "too_little_data", result  # a new deployment: no events
+        key = ("feed_training_runs_total", (("outcome", "too_little_data"),))
+        deadline = time.monotonic() + 10
+        while scrape(url).get(key) != 1.0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert scrape(url).get(key) == 1.0
 
 
 def test_backlog_counts_waiting_messages(services: Services) -> None:

@@ -1,18 +1,16 @@
-"""``devconnect recs eval`` and ``devconnect recs precompute``.
+"""``devconnect recs eval``: the feed's offline evaluation, a development tool.
 
-``eval`` ranks on the MUSAE GitHub network, read in place (GPL-3.0, evaluation
+It ranks on the MUSAE GitHub network, read in place (GPL-3.0, evaluation
 only; see its SOURCE.md), and writes a JSON report and a short Markdown
-summary. ``precompute`` fills the feed cache for recently active users in
-bounded batches, printing progress.
+summary. The operator's ``recs`` commands (precompute, train, models,
+rollback) ship with the workers: ``workers/recs_cli.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,7 +98,7 @@ def markdown_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_eval(argv: list[str]) -> int:
+def run_eval(_settings: Settings, argv: list[str]) -> int:
     from tooling.feed_evaluation import EvalConfig, evaluate
 
     parser = argparse.ArgumentParser(prog="devconnect recs eval")
@@ -139,38 +137,3 @@ def run_eval(argv: list[str]) -> int:
         _say(f"wrote {WEIGHTS_FILE}; use it with DEVCONNECT_FEED_WEIGHTS=$(cat {WEIGHTS_FILE})")
     print(markdown_report(report))
     return 0
-
-
-def run_precompute(settings: Settings, argv: list[str]) -> int:
-    from core.logs import configure_logging
-    from domain.feed.precompute import precompute_active
-
-    parser = argparse.ArgumentParser(prog="devconnect recs precompute")
-    parser.add_argument("--batch", type=int, default=settings.feed_precompute_batch)
-    parser.add_argument("--active-days", type=float, default=settings.feed_active_days)
-    parser.add_argument("--max-users", type=int, default=None, help="stop after this many")
-    args = parser.parse_args(argv)
-    configure_logging("recs", settings.log_level, settings.log_format)
-    if not settings.mongo_url or not settings.redis_urls:
-        print(
-            "recs precompute: DEVCONNECT_MONGO_URL and DEVCONNECT_REDIS_URLS must be set",
-            file=sys.stderr,
-        )
-        return 2
-    started = time.monotonic()
-    done = asyncio.run(
-        precompute_active(settings, args.batch, args.active_days, args.max_users, _say)
-    )
-    _say(f"precomputed {done} users in {time.monotonic() - started:.1f}s")
-    return 0
-
-
-def main(settings: Settings, argv: list[str]) -> int:
-    commands = {
-        "eval": lambda rest: run_eval(rest),
-        "precompute": lambda rest: run_precompute(settings, rest),
-    }
-    if not argv or argv[0] not in commands:
-        print("usage: devconnect recs {eval,precompute} [options]", file=sys.stderr)
-        return 2
-    return int(commands[argv[0]](argv[1:]))

@@ -13,6 +13,7 @@ from core.tasks import (
     PING,
     QUEUES,
     RECS_PRECOMPUTE_ACTIVE,
+    RECS_TRAIN_MODEL,
     TASK_ROUTES,
 )
 
@@ -68,6 +69,11 @@ def make_celery(settings: Settings) -> Celery:
             "recs-precompute": {
                 "task": RECS_PRECOMPUTE_ACTIVE,
                 "schedule": crontab(minute=0, hour=settings.feed_precompute_hour_utc),
+            },
+            # Nightly training of the learned ranker, promoted only when better (workers/recs.py).
+            "recs-train": {
+                "task": RECS_TRAIN_MODEL,
+                "schedule": crontab(minute=0, hour=settings.feed_training_hour_utc),
             },
         },
     )

@@ -18,6 +18,7 @@ scrape, which is what the "Redis down" alert watches.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -33,6 +34,8 @@ from prometheus_client.registry import Collector
 
 from core.metrics import CollectorRegistry, Counter, Histogram, new_registry
 from core.settings import Settings
+from core.tasks import RECS_TRAIN_MODEL
+from domain.feed.metrics import TrainingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,10 @@ class WorkerMetrics:
             ["kind"],
             registry=registry,
         )
+
+        # The learned ranker's training runs by outcome: the task returns it, so the
+        # parent counts it as it counts every task's end.
+        self.training = TrainingMetrics(registry)
 
     def finished(self, task: str, outcome: str, seconds: float | None) -> None:
         self.tasks.labels(task, outcome).inc()
@@ -159,12 +166,25 @@ def metered_request_class(metrics: WorkerMetrics) -> type[Request]:
 
 def _metered_success(inner: Any, metrics: WorkerMetrics) -> Any:
     def on_success(self: Request, failed__retval__runtime: Any, **kwargs: Any) -> Any:
-        failed, _retval, runtime = failed__retval__runtime
+        failed, retval, runtime = failed__retval__runtime
         if not failed:  # a failure goes on to on_failure, which counts it
             metrics.finished(self.task_name, "success", runtime)
+            if self.task_name == RECS_TRAIN_MODEL:
+                metrics.training.runs.labels(_training_outcome(retval)).inc()
         return inner(self, failed__retval__runtime, **kwargs)
 
     return on_success
+
+
+# The prefork pool hands the parent the result's repr (celery.app.trace), not the dict.
+_OUTCOME_RE = re.compile(r"""['"]outcome['"]:\s*['"](\w+)['"]""")
+
+
+def _training_outcome(retval: Any) -> str:
+    if isinstance(retval, dict):
+        return str(retval.get("outcome", "unknown"))
+    found = _OUTCOME_RE.search(str(retval))
+    return found.group(1) if found else "unknown"
 
 
 def _outcome(exc: BaseException | None) -> str:

@@ -9,6 +9,11 @@ never repeat or skip an item while it lives. Invalidation drops only the
 pointer; the next first page ranks afresh, and a client already paging keeps
 its snapshot until the TTL ends it (then the cursor is refused as expired).
 
+The header names the model that ranked the snapshot (``model``: its version,
+or null for weights): every page read returns it, so impressions record the
+model that ranked what was shown, and a first page ranked by another model
+than the user's current one is ranked afresh (``FeedService.page``).
+
 All of one user's keys live on that user's shard.
 """
 
@@ -16,6 +21,8 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -41,6 +48,12 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+@dataclass(frozen=True)
+class SnapshotPage:
+    header: dict[str, Any]
+    items: list[bytes]
+
+
 class SnapshotCache:
     def __init__(self, redis: RedisShards, keys: Keys, ttl_s: int) -> None:
         self.redis = redis
@@ -64,16 +77,17 @@ class SnapshotCache:
 
     async def read(
         self, user_id: str, snapshot: str, offset: int, count: int
-    ) -> list[bytes] | None:
-        """Items ``offset .. offset+count-1``; None when the snapshot is gone."""
+    ) -> SnapshotPage | None:
+        """The header and items ``offset .. offset+count-1``; None when the snapshot is gone."""
         key = self.keys.snapshot(user_id, snapshot)
         async with self.redis.for_user(user_id).pipeline(transaction=False) as pipe:
+            pipe.lindex(key, 0)
             pipe.lrange(key, offset + 1, offset + count)
-            pipe.exists(key)
-            items, exists = await pipe.execute()
-        if not exists:
+            header, items = await pipe.execute()
+        if header is None:
             return None
-        return list(items)
+        parsed = orjson.loads(header)
+        return SnapshotPage(parsed if isinstance(parsed, dict) else {}, list(items))
 
     async def invalidate(self, *user_ids: str) -> None:
         for user_id in user_ids:

@@ -52,7 +52,7 @@ class FeedEvents:
         items: list[FeedItem],
         variant: str,
         offset: int,
-        model_version: str | None = None,
+        model_version: int | None = None,
     ) -> None:
         """``impressions`` in the background; at most MAX_PENDING writes wait at once
         (past that, impressions are dropped and counted as errors)."""
@@ -79,7 +79,7 @@ class FeedEvents:
         items: list[FeedItem],
         variant: str,
         offset: int,
-        model_version: str | None = None,
+        model_version: int | None = None,
     ) -> None:
         if not items:
             return

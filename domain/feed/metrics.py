@@ -1,4 +1,5 @@
-"""The feed's Prometheus counters, by variant: CTR and accept rate per weight set.
+"""The feed's Prometheus counters, by variant: CTR and accept rate per weight set;
+and the training runs of the learned ranker, by outcome.
 
 CTR = profile views / impressions; accept rate = accepts / requests, each
 counted for the variant of the user who saw the feed.
@@ -51,5 +52,19 @@ class FeedMetrics:
             "feed_compute_seconds",
             "Time to rank one user's feed (uncached)",
             buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+
+
+class TrainingMetrics:
+    """The learned ranker's nightly training (domain/feed/training.py), in the process
+    that trains: a worker, or ``devconnect recs train``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.runs = Counter(
+            "feed_training_runs_total",
+            "Training runs by outcome: promoted, refused (held-out NDCG did not improve), "
+            "too_little_data (the ranker in service stays)",
+            ["outcome"],
             registry=registry,
         )

@@ -25,7 +25,9 @@ class FeedProfile(UserSummary):
 
 
 class Explain(BaseModel):
-    """``contributions`` are weight x value per feature; they sum to the item's score."""
+    """``contributions`` sum to the item's score: weight x value per feature when the
+    variant ranks with weights; with a learned model, LightGBM's per-feature
+    contributions (``pred_contrib``) plus a ``bias`` entry."""
 
     contributions: dict[str, float]
     reasons: list[str]

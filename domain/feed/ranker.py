@@ -1,10 +1,13 @@
 """Scoring, explanation and candidate selection: the code the feed and the evaluation share.
 
-A score is a weighted sum of the features (``features.FEATURES``), so each
-feature's contribution is ``weight x value`` and the contributions sum to the
-score exactly (they are rounded first and the score is their sum). Weights
-are logits of a logistic model (``learn``), plus hand-set priors for the
-features the evaluation data cannot teach (location, interactions, recency).
+With weights, a score is a weighted sum of the features (``features.FEATURES``),
+so each feature's contribution is ``weight x value``. With a learned model
+(``learning.Model``), the contributions are LightGBM's ``pred_contrib``: one
+per feature plus the model's ``bias`` (its expected score), shown as an entry
+of its own. Either way they are rounded first and the score is their sum, so
+the explanation sums to the score exactly. Weights are logits of a logistic
+model (``learn``), plus hand-set priors for the features the evaluation data
+cannot teach (location, interactions, recency).
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import numpy as np
 
 from domain.feed.features import FEATURES, Person, feature_matrix
 from domain.feed.graph import LocalGraph, Neighbourhood
+from domain.feed.learning import Model
 
 CONTRIBUTION_DIGITS = 6
+# A learned model's expected score, the contribution no feature accounts for.
+BIAS = "bias"
 MAX_SHARED_SKILLS_SHOWN = 3
 RECENT_DAYS = 3.0
 
@@ -106,6 +112,31 @@ def reasons_for(user: Person, other: Person, mutual: int, values: Mapping[str, f
     return reasons
 
 
+def _rounded_totals(contrib: np.ndarray) -> np.ndarray:
+    return np.array([math.fsum(row) for row in contrib])
+
+
+def _explained(
+    x: np.ndarray, ids: np.ndarray, weights: Mapping[str, float], model: Model | None, top: int
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(the ``top`` rows in rank order, their rounded contributions, the names of the columns).
+
+    A model scores the values rounded as ``explain.values`` shows them, so those
+    values reproduce the score; contributions (TreeSHAP, the costly part) are
+    computed only for the rows kept.
+    """
+    if model is None:
+        contrib = np.round(x * weight_vector(weights), CONTRIBUTION_DIGITS)
+        total = _rounded_totals(contrib)
+        order = np.lexsort((ids, -total))[:top]
+        return order, contrib[order], FEATURES
+    kept = np.lexsort((ids, -model.score(x)))[:top]
+    contrib = np.round(model.contributions(x[kept]), CONTRIBUTION_DIGITS)
+    # Order by the shown score (the rounded sum) so that scores never rise down the list.
+    again = np.lexsort((ids[kept], -_rounded_totals(contrib)))
+    return kept[again], contrib[again], (*FEATURES, BIAS)
+
+
 def rank(
     user: Person,
     graph: LocalGraph,
@@ -113,23 +144,26 @@ def rank(
     weights: Mapping[str, float],
     interactions: Mapping[str, float] | None = None,
     limit: int | None = None,
+    model: Model | None = None,
 ) -> list[Ranked]:
-    """Candidates ordered by score (ties by id), each with its explanation."""
+    """Candidates ordered by score (ties by id), each with its explanation; scored by
+    ``model`` when one is given, else by ``weights``."""
     if not candidates:
         return []
     scores = graph.scores([c.id for c in candidates])
     x = feature_matrix(user, candidates, scores, interactions)
-    w = weight_vector(weights)
-    contrib = np.round(x * w, CONTRIBUTION_DIGITS)
-    total = np.array([math.fsum(row) for row in contrib])
+    if model is not None:
+        x = np.round(x, CONTRIBUTION_DIGITS)
     ids = np.array([c.id for c in candidates])
-    order = np.lexsort((ids, -total))[: limit if limit is not None else len(candidates)]
+    top = limit if limit is not None else len(candidates)
+    order, contrib, names = _explained(x, ids, weights, model, top)
     ranked: list[Ranked] = []
-    for i in order:
+    for row, i in enumerate(order):
         other = candidates[i]
-        contributions = {name: float(contrib[i, j]) for j, name in enumerate(FEATURES)}
+        contributions = {name: float(contrib[row, j]) for j, name in enumerate(names)}
         values = {name: float(x[i, j]) for j, name in enumerate(FEATURES)}
         reasons = reasons_for(user, other, int(scores.common[i]), values)
         rounded = {name: round(v, CONTRIBUTION_DIGITS) for name, v in values.items()}
-        ranked.append(Ranked(other.id, float(total[i]), contributions, reasons, rounded))
+        total = math.fsum(contrib[row])
+        ranked.append(Ranked(other.id, total, contributions, reasons, rounded))
     return ranked

@@ -3,6 +3,13 @@
 A feed request's hops: handler (auth, parse ``FeedQuery``) → ``FeedService.page``
 → cached snapshot page, or on a miss ``compute`` (store reads → ``ranker``) and
 ``SnapshotCache.write`` → ``FeedPage``. Domain code: no tornado here.
+
+What ranks a user's feed (``Ranking``) follows their variant: its weight set,
+the promoted learned model, or a pinned version (``variants``). The promoted
+version is re-read from the model registry at most every
+``feed_model_check_s`` (``registry.ServedModels``), so a promotion or a
+rollback reaches every running restd within that time without a restart, and
+a first page whose snapshot another model ranked is ranked afresh.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 
@@ -20,20 +28,23 @@ from core.mongo import CONNECTION_REQUESTS, Doc
 from core.runtime import Stores
 from domain.errors import Conflict, NotFound
 from domain.feed import store
-from domain.feed.cache import SnapshotCache, make_cursor, parse_cursor
+from domain.feed.cache import SnapshotCache, SnapshotPage, make_cursor, parse_cursor
 from domain.feed.events import FeedEvents
 from domain.feed.features import Person
 from domain.feed.featurestore import FeatureStore
 from domain.feed.graph import LocalGraph, Neighbourhood
+from domain.feed.learning import Model
 from domain.feed.metrics import FeedMetrics
 from domain.feed.models import FeedEventBody, FeedItem, FeedPage
 from domain.feed.ranker import Ranked, expansion_targets, graph_pool, rank
-from domain.feed.variants import Variants
+from domain.feed.registry import ModelRegistry, ServedModels
+from domain.feed.variants import WEIGHTS, Variants
 from domain.feed.weights import default_weights
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_VERSION = 1
+# 2: the header names the model that ranked the snapshot ("model").
+SNAPSHOT_VERSION = 2
 # Skill pools read per ranking: the user's skills beyond these add little reach.
 SKILL_POOLS_MAX = 5
 ATTRIBUTION_TTL_S = 30 * 24 * 3600
@@ -51,6 +62,16 @@ def profile_view(doc: dict[str, object]) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True)
+class Ranking:
+    """What ranks one user's feed: their variant's weights, or a learned model."""
+
+    variant: str
+    weights: dict[str, float]
+    version: int | None = None  # the model's; None when ranking with weights
+    model: Model | None = None
+
+
 class FeedService:
     def __init__(self, stores: Stores, metrics: FeedMetrics | None = None) -> None:
         s = stores.settings
@@ -59,15 +80,39 @@ class FeedService:
         self.metrics = metrics
         self.cache = SnapshotCache(stores.redis, stores.keys, s.feed_cache_ttl_s)
         self.variants = Variants(
-            {**default_weights(), **s.feed_weights}, s.feed_variants, s.feed_variant_salt
+            {**default_weights(), **s.feed_weights},
+            s.feed_variants,
+            s.feed_variant_salt,
+            s.feed_variant_models,
         )
         self.features = FeatureStore(stores.db, stores.redis, self.cache.keys)
         self.events = FeedEvents(stores.db, metrics)
+        self.models = ServedModels(ModelRegistry(stores.db), s.feed_model_check_s)
+
+    async def ranking_for(self, user_id: str) -> Ranking:
+        """The user's variant and what it ranks with; no Mongo read but the periodic check."""
+        variant = self.variants.assign(user_id)
+        weights = self.variants.weights_for(variant)
+        choice = self.variants.model_for(variant)
+        if choice == WEIGHTS:
+            return Ranking(variant, weights)
+        if isinstance(choice, int):
+            pinned = await self.models.pinned(choice)
+            if pinned is None:  # logged by ServedModels; looked for again after the check
+                return Ranking(variant, weights)
+            return Ranking(variant, weights, choice, pinned)
+        promoted = await self.models.promoted()
+        if promoted is None:
+            return Ranking(variant, weights)
+        return Ranking(variant, weights, promoted[0], promoted[1])
 
     # -- ranking ----------------------------------------------------------------
 
-    async def compute(self, user_id: str) -> list[tuple[Ranked, Doc]]:
-        """Rank the user's candidates with their variant's weights: (ranked, profile) pairs."""
+    async def compute(
+        self, user_id: str, ranking: Ranking | None = None
+    ) -> list[tuple[Ranked, Doc]]:
+        """Rank the user's candidates as their variant says: (ranked, profile) pairs."""
+        ranking = ranking or await self.ranking_for(user_id)
         s = self.settings
         db = self.stores.db
         now = datetime.now(UTC)
@@ -130,14 +175,22 @@ class FeedService:
         for key, value in raw.items():
             other = key.decode() if isinstance(key, bytes) else key
             interactions[other] = interactions.get(other, 0.0) + float(value)
-        weights = self.variants.weights_for(self.variants.assign(user_id))
-        ranked = rank(me, graph, candidates, weights, interactions, limit=s.feed_snapshot_size)
+        ranked = rank(
+            me,
+            graph,
+            candidates,
+            ranking.weights,
+            interactions,
+            limit=s.feed_snapshot_size,
+            model=ranking.model,
+        )
         return [(r, by_id[r.id]) for r in ranked]
 
-    async def refresh(self, user_id: str) -> str:
+    async def refresh(self, user_id: str, ranking: Ranking | None = None) -> str:
         """Rank and store a new current snapshot; returns its id."""
         started = time.perf_counter()
-        ranked = await self.compute(user_id)
+        ranking = ranking or await self.ranking_for(user_id)
+        ranked = await self.compute(user_id, ranking)
         items = [
             orjson.dumps(
                 {
@@ -152,7 +205,12 @@ class FeedService:
             )
             for r, doc in ranked
         ]
-        header: dict[str, object] = {"v": SNAPSHOT_VERSION, "n": len(items), "at": int(time.time())}
+        header: dict[str, object] = {
+            "v": SNAPSHOT_VERSION,
+            "n": len(items),
+            "at": int(time.time()),
+            "model": ranking.version,
+        }
         snapshot = await self.cache.write(user_id, header, items)
         if self.metrics:
             self.metrics.compute.observe(time.perf_counter() - started)
@@ -161,33 +219,54 @@ class FeedService:
     # -- serving ----------------------------------------------------------------
 
     async def page(self, user_id: str, cursor: str | None, limit: int) -> FeedPage:
-        variant = self.variants.assign(user_id)
         limit = min(limit, self.settings.feed_page_max)
         hit = True
         if cursor is None:
-            snapshot = await self.cache.current(user_id)
+            ranking = await self.ranking_for(user_id)
+            variant = ranking.variant
             offset = 0
-            if snapshot is None:
+            current = await self.cache.current(user_id)
+            snapshot = current or ""
+            got = None
+            if current is not None:
+                got = await self.cache.read(user_id, current, offset, limit + 1)
+            # A snapshot another model (or the weights) ranked is stale once the model changed.
+            if got is None or got.header.get("model") != ranking.version:
                 hit = False
-                snapshot = await self.refresh(user_id)
+                snapshot = await self.refresh(user_id, ranking)
+                got = await self.cache.read(user_id, snapshot, offset, limit + 1)
         else:
+            variant = self.variants.assign(user_id)
             parsed = parse_cursor(cursor)
             if parsed is None:
                 raise Conflict("This feed cursor is not valid.", code="cursor_invalid")
             snapshot, offset = parsed
-        raw = await self.cache.read(user_id, snapshot, offset, limit + 1)
-        if raw is None:
+            got = await self.cache.read(user_id, snapshot, offset, limit + 1)
+        if got is None:
             raise Conflict(
                 "This feed page has expired; load the feed again from the start.",
                 code="cursor_expired",
                 log_message=f"snapshot {snapshot} of {user_id} gone",
             )
-        items = [FeedItem.model_validate_json(item) for item in raw[:limit]]
-        more = len(raw) > limit
+        return self._served(user_id, variant, snapshot, offset, limit, got, hit)
+
+    def _served(
+        self,
+        user_id: str,
+        variant: str,
+        snapshot: str,
+        offset: int,
+        limit: int,
+        got: SnapshotPage,
+        hit: bool,
+    ) -> FeedPage:
+        items = [FeedItem.model_validate_json(item) for item in got.items[:limit]]
+        more = len(got.items) > limit
         if self.metrics:
             self.metrics.pages.labels("hit" if hit else "miss").inc()
             self.metrics.impressions.labels(variant).inc(len(items))
-        self.events.impressions_soon(user_id, items, variant, offset)
+        version = got.header.get("model")
+        self.events.impressions_soon(user_id, items, variant, offset, version)
         return FeedPage(
             items=items,
             nextCursor=make_cursor(snapshot, offset + limit) if more else None,
