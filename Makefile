@@ -69,7 +69,8 @@ FUZZ_FRAMES ?= 100000
 fuzz: $(STAMP)
 	$(PY) -m loadtest.fuzz --frames $(FUZZ_FRAMES)
 
-# promtool and prometheus for the alert and scrape tests (Debian's package).
+# promtool and prometheus for the alert and scrape tests, Chromium for the browser
+# tests (Debian's packages; where they cannot be installed those tests skip and say why).
 tools:
 	@command -v promtool >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -77,6 +78,12 @@ tools:
 			{ apt-get update -qq && apt-get install -y --no-install-recommends prometheus >/dev/null; } || \
 			echo "could not install prometheus: its tests will skip with the reason"; \
 		else echo "promtool not found: install Debian's prometheus package"; fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } || \
+			echo "could not install chromium: the browser tests will skip with the reason"; \
+		else echo "chromium not found: install Debian's chromium package"; fi; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -104,9 +104,12 @@ class Settings(BaseSettings):
     refresh_reuse_grace_s: int = Field(default=30, ge=0, le=300)
     cookie_secure: bool = True
     cookie_samesite: Literal["lax", "strict", "none"] = "lax"
-    allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["http://localhost:5173", "http://127.0.0.1:5173"]
-    )
+    # Web origins for CORS, CSRF and the websocket Origin check. Unset: the web app
+    # restd serves itself, http://127.0.0.1:<restd_port> and http://localhost:<restd_port>.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The websocket URL the web app connects to (wss://chat.example/ws behind a proxy).
+    # Unset: ws://<the page's host>:<chatd_port>/ws, the chatd `make run` starts.
+    public_chat_url: str | None = None
 
     host: str = "127.0.0.1"
     restd_port: int = 8080
@@ -267,7 +270,8 @@ class Settings(BaseSettings):
     phonepe_order_expire_s: int = Field(default=1200, ge=300, le=3600)
     phonepe_simulator_port: int = Field(default=8090, ge=1, le=65535)
     # Where the pay page sends the browser back; {orderId} is our order id.
-    payment_redirect_url: str = "http://localhost:5173/payments/{orderId}"
+    # Unset: the web app's /payments/{orderId} (``web_url``).
+    payment_redirect_url: str | None = None
     payment_plans: dict[str, PaymentPlan] = Field(default_factory=_default_payment_plans)
     rate_payment_create_count: int = Field(default=10, ge=1)
     rate_payment_create_window_s: int = Field(default=3600, ge=1)
@@ -366,6 +370,17 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _web_defaults(self) -> Settings:
+        # Before the refusals below: production must name its origins, and a derived
+        # loopback origin is refused there like a written one.
+        if "allowed_origins" not in self.model_fields_set:
+            port = self.restd_port
+            self.allowed_origins = [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]
+        if self.payment_redirect_url is None:
+            self.payment_redirect_url = self.web_url + "/payments/{orderId}"
+        return self
+
+    @model_validator(mode="after")
     def _public_bind_refusals(self) -> Settings:
         # The development secret is in this repository: whoever reads it forges
         # tokens for any account. Fine on loopback; refused on any address others
@@ -419,6 +434,17 @@ class Settings(BaseSettings):
                 f"{MIN_WEBHOOK_PASSWORD_CHARS} characters in production"
             )
         return self
+
+    @property
+    def web_url(self) -> str:
+        """The web app's base URL, for links in mail and payment returns (no trailing /)."""
+        if self.public_web_url:
+            return self.public_web_url.rstrip("/")
+        return self.allowed_origins[0].rstrip("/") if self.allowed_origins else ""
+
+    @property
+    def payment_return_url(self) -> str:
+        return self.payment_redirect_url or self.web_url + "/payments/{orderId}"
 
     @property
     def broker_url(self) -> str:

@@ -1,6 +1,7 @@
 """restd's composition: build the context, the routes, and serve.
 
-The public port serves the API and the probes (``/healthz``, ``/readyz``);
+The public port serves the API, the probes (``/healthz``, ``/readyz``) and the
+web app (restd/handlers/webapp.py: its shell at every other path, its assets);
 ``/metrics`` is on ``restd_metrics_port`` (core/web.py). The HTTP server reads
 no body larger than the largest route limit, nor for longer than the body
 timeout; each route narrows the limit (restd/handlers/base.py). Forwarded
@@ -26,7 +27,9 @@ from core.settings import Settings
 from core.web import service_routes, start_metrics_server
 from domain.context import RestContext, body_cap_bytes
 from domain.metrics import RestMetrics
+from restd.assets import AssetBundle
 from restd.handlers.base import NotFoundHandler
+from restd.handlers.webapp import web_rules
 from restd.routes import url_rules
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,11 @@ def make_app(
     stores: Stores, registry: CollectorRegistry | None = None, **extra: Any
 ) -> tornado.web.Application:
     ctx = RestContext.build(stores, RestMetrics(registry or new_registry()))
-    routes: list[Any] = [*service_routes(stores.readiness), *url_rules(ctx)]
+    routes: list[Any] = [
+        *service_routes(stores.readiness),
+        *url_rules(ctx),
+        *web_rules(AssetBundle(), stores.settings),
+    ]
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,

@@ -39,6 +39,7 @@ from restd.handlers.payments import (
     WebhookHandler,
 )
 from restd.handlers.users import BlockHandler, ProfileHandler, SearchHandler, UserHandler
+from restd.handlers.webapp import ClientConfigHandler
 from restd.openapi import Route, build_document
 
 CONVERSATION_ID_PATTERN = r"^[0-9a-f]{24}-[0-9a-f]{24}$"
@@ -71,6 +72,7 @@ ROUTES: list[Route] = [
         {"conversation_id": CONVERSATION_ID_PATTERN},
     ),
     Route("/api/email/unsubscribe", UnsubscribeHandler),
+    Route("/api/client-config", ClientConfigHandler),
     Route("/api/payments/plans", PlansHandler),
     Route("/api/payments/create", CreatePaymentHandler),
     Route("/api/payments/webhook", WebhookHandler),

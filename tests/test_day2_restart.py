@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +30,15 @@ from pymongo import AsyncMongoClient
 
 from core.embedded import (
     NX_PID_FILE,
-    ProcessRecord,
     die_with_parent,
-    free_port,
     port_open,
     proc_start_time,
-    stop_pids,
 )
 from core.mongo import INDEXES, SCHEMA_INDEXES, USERS, ensure_indexes
 from proto.client import ChatClient
-from tests.harness import ROOT, Services, make_settings
+from tests.harness import Services, make_settings
+from tests.stack_harness import Launcher, assert_gone
 
-UP_READY_S = 90.0  # the whole stack, on a busy 2-core machine
-UP_EXIT_S = 60.0
 PASSWORD = "correct horse battery staple"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl")
 
@@ -61,231 +55,81 @@ class Data:
     redis_key: str
 
 
-def _stable_port() -> int:
-    """A free port below the kernel's ephemeral range.
-
-    The stack is started several times on the same ports; a port from
-    ``free_port()`` lies in the ephemeral range, where any outgoing connection
-    on the machine may take it between two starts ("Address already in use").
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.Random()
-    for _ in range(200):
-        port = rng.randrange(max(1024, low - 12_000), low)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    return free_port()
+def populate(stack: Launcher) -> Data:
+    return asyncio.run(_populate(stack))
 
 
-@dataclass
-class Launcher:
-    workdir: Path
-    env: dict[str, str]
-    ports: dict[str, int]
-    proc: subprocess.Popen[bytes] | None = None
-    runs: int = 0
-    seen: dict[tuple[int, int | None], ProcessRecord] = field(default_factory=dict)
-
-    @classmethod
-    def create(cls, workdir: Path) -> Launcher:
-        ports = {
-            name: _stable_port()
-            for name in (
-                "restd",
-                "chatd",
-                "smtp",
-                "phonepe_simulator",
-                "worker_metrics",
-                "restd_metrics",
-                "chatd_metrics",
+async def _populate(stack: Launcher) -> Data:
+    tag = uuid.uuid4().hex[:8]
+    async with httpx.AsyncClient(base_url=stack.api, timeout=15) as http:
+        users = []
+        for name in ("alice", "bob"):
+            resp = await http.post(
+                "/api/auth/signup",
+                json={"name": name, "email": f"{name}-{tag}@example.com", "password": PASSWORD},
             )
-        }
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("DEVCONNECT_", "OTEL_", "TEST_MONGO"))
-        }
-        env.update({f"DEVCONNECT_{name.upper()}_PORT": str(port) for name, port in ports.items()})
-        env.update(
-            {
-                "PYTHONPATH": str(ROOT),
-                "DEVCONNECT_ENV": "development",
-                "DEVCONNECT_HOST": "127.0.0.1",
-                "DEVCONNECT_VAR_DIR": str(workdir / "var"),
-                "DEVCONNECT_PHONEPE_BASE_URL": f"http://127.0.0.1:{ports['phonepe_simulator']}",
-            }
+            assert resp.status_code == 201, resp.text
+            users.append(resp.json())
+        alice, bob = users
+        as_alice = {"Authorization": f"Bearer {alice['accessToken']}"}
+        as_bob = {"Authorization": f"Bearer {bob['accessToken']}"}
+        sent = await http.post(
+            "/api/connection-requests", json={"toUserId": bob["user"]["id"]}, headers=as_alice
         )
-        return cls(workdir, env, ports)
+        assert sent.status_code == 201, sent.text
+        accepted = await http.patch(
+            f"/api/connection-requests/{sent.json()['id']}",
+            json={"status": "accepted"},
+            headers=as_bob,
+        )
+        assert accepted.status_code == 200, accepted.text
 
-    @property
-    def var(self) -> Path:
-        return self.workdir / "var"
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.ports['restd']}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / f"up-{self.runs}.log"
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def up_lines(self) -> str:
-        return "\n".join(line for line in self.output().splitlines() if line.startswith("[up]"))
-
-    # -- the launcher's life ------------------------------------------------------
-    def start(self) -> None:
-        self.runs += 1
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "core.cli", "up"],
-                cwd=self.workdir,  # no .env of the checkout
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # our signals only, sent by PID
-                preexec_fn=die_with_parent(),
-            )
-        deadline = time.monotonic() + UP_READY_S
-        while "Ctrl-C stops everything." not in self.output():
-            assert self.proc.poll() is None, (
-                f"up exited with {self.proc.returncode}:\n{self.tail()}"
-            )
-            assert time.monotonic() < deadline, f"not up within {UP_READY_S:.0f}s:\n{self.tail()}"
-            time.sleep(0.2)
-        self.recorded()  # remembered for the cleanup
-        for port in (self.ports["restd"], self.ports["chatd"]):
-            assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200
-
-    def tail(self) -> str:
-        return "\n".join(self.output().splitlines()[-40:])
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, sig)
-
-    def wait_exit(self) -> int:
-        assert self.proc is not None
+        chat = await ChatClient.connect(
+            f"ws://127.0.0.1:{stack.ports['chatd']}/ws", alice["accessToken"]
+        )
         try:
-            return self.proc.wait(UP_EXIT_S)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"up still running after {UP_EXIT_S:.0f}s:\n{self.tail()}"
-            ) from None
-
-    def stop(self) -> None:
-        records = self.recorded()
-        self.signal(signal.SIGINT)
-        assert self.wait_exit() == 0, self.tail()
-        assert "stopped every process it started" in self.up_lines(), self.tail()
-        assert_gone(records)
-        assert not (self.var / "up.json").exists()
-        assert not (self.var / "up.pid").exists()
-
-    def recorded(self) -> list[ProcessRecord]:
-        state = json.loads((self.var / "up.json").read_text())
-        records = [ProcessRecord.from_json(doc) for doc in state["children"]]
-        for record in records:
-            self.seen[(record.pid, record.start_time)] = record
-        return records
-
-    def redis_port(self) -> int:
-        found = re.findall(r"\[up\] redis-server on 127\.0\.0\.1:(\d+)", self.output())
-        assert found, self.tail()
-        return int(found[-1])
-
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        leftovers: dict[int, int] = {}
-        for record in self.seen.values():
-            leftovers.update(record.session())
-        stop_pids(leftovers, 5.0)
-
-    # -- the data -----------------------------------------------------------------
-    def populate(self) -> Data:
-        return asyncio.run(self._populate())
-
-    async def _populate(self) -> Data:
-        tag = uuid.uuid4().hex[:8]
-        async with httpx.AsyncClient(base_url=self.api, timeout=15) as http:
-            users = []
-            for name in ("alice", "bob"):
-                resp = await http.post(
-                    "/api/auth/signup",
-                    json={"name": name, "email": f"{name}-{tag}@example.com", "password": PASSWORD},
-                )
-                assert resp.status_code == 201, resp.text
-                users.append(resp.json())
-            alice, bob = users
-            as_alice = {"Authorization": f"Bearer {alice['accessToken']}"}
-            as_bob = {"Authorization": f"Bearer {bob['accessToken']}"}
-            sent = await http.post(
-                "/api/connection-requests", json={"toUserId": bob["user"]["id"]}, headers=as_alice
+            text = f"see you after the restart {tag}"
+            temp_id = await chat.private_message(bob["user"]["id"], text)
+            ack = await chat.wait_for(
+                "message-delivered", lambda d: d["tempId"] == temp_id, timeout=15
             )
-            assert sent.status_code == 201, sent.text
-            accepted = await http.patch(
-                f"/api/connection-requests/{sent.json()['id']}",
-                json={"status": "accepted"},
-                headers=as_bob,
-            )
-            assert accepted.status_code == 200, accepted.text
+        finally:
+            await chat.close()
 
-            chat = await ChatClient.connect(
-                f"ws://127.0.0.1:{self.ports['chatd']}/ws", alice["accessToken"]
-            )
-            try:
-                text = f"see you after the restart {tag}"
-                temp_id = await chat.private_message(bob["user"]["id"], text)
-                ack = await chat.wait_for(
-                    "message-delivered", lambda d: d["tempId"] == temp_id, timeout=15
-                )
-            finally:
-                await chat.close()
-
-            order = await http.post(
-                "/api/payments/create", json={"plan": "pro-monthly"}, headers=as_alice
-            )
-            assert order.status_code == 201, order.text
-        # Redis's own data (appendonly under var/redis), beside Mongo's.
-        key = f"test:survives:{tag}"
-        with redis.Redis(port=self.redis_port(), socket_timeout=10) as r:
-            r.set(key, tag)
-        return Data(
-            alice["user"]["email"],
-            bob["user"]["id"],
-            ack["conversationId"],
-            text,
-            order.json()["orderId"],
-            key,
+        order = await http.post(
+            "/api/payments/create", json={"plan": "pro-monthly"}, headers=as_alice
         )
+        assert order.status_code == 201, order.text
+    # Redis's own data (appendonly under var/redis), beside Mongo's.
+    key = f"test:survives:{tag}"
+    with redis.Redis(port=stack.redis_port(), socket_timeout=10) as r:
+        r.set(key, tag)
+    return Data(
+        alice["user"]["email"],
+        bob["user"]["id"],
+        ack["conversationId"],
+        text,
+        order.json()["orderId"],
+        key,
+    )
 
-    def verify(self, data: Data) -> None:
-        with httpx.Client(base_url=self.api, timeout=15) as http:
-            login = http.post(
-                "/api/auth/login", json={"email": data.alice_email, "password": PASSWORD}
-            )
-            assert login.status_code == 200, login.text
-            auth = {"Authorization": f"Bearer {login.json()['accessToken']}"}
-            connections = http.get("/api/connections", headers=auth)
-            assert connections.status_code == 200, connections.text
-            assert [c["user"]["id"] for c in connections.json()["items"]] == [data.bob_id]
-            history = http.get(f"/api/conversations/{data.conversation_id}/messages", headers=auth)
-            assert history.status_code == 200, history.text
-            assert [m["text"] for m in history.json()["messages"]] == [data.text]
-            order = http.get(f"/api/payments/{data.order_id}", headers=auth)
-            assert order.status_code == 200, order.text
-            assert order.json()["orderId"] == data.order_id
-        with redis.Redis(port=self.redis_port(), socket_timeout=10) as r:
-            assert r.get(data.redis_key) is not None
+
+def verify(stack: Launcher, data: Data) -> None:
+    with httpx.Client(base_url=stack.api, timeout=15) as http:
+        login = http.post("/api/auth/login", json={"email": data.alice_email, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        auth = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+        connections = http.get("/api/connections", headers=auth)
+        assert connections.status_code == 200, connections.text
+        assert [c["user"]["id"] for c in connections.json()["items"]] == [data.bob_id]
+        history = http.get(f"/api/conversations/{data.conversation_id}/messages", headers=auth)
+        assert history.status_code == 200, history.text
+        assert [m["text"] for m in history.json()["messages"]] == [data.text]
+        order = http.get(f"/api/payments/{data.order_id}", headers=auth)
+        assert order.status_code == 200, order.text
+        assert order.json()["orderId"] == data.order_id
+    with redis.Redis(port=stack.redis_port(), socket_timeout=10) as r:
+        assert r.get(data.redis_key) is not None
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -293,11 +137,6 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
     while not check():
         assert time.monotonic() < deadline, f"{what} not within {timeout_s:.0f}s"
         time.sleep(0.1)
-
-
-def assert_gone(records: list[ProcessRecord]) -> None:
-    alive = {r.name: r.session() for r in records}
-    assert not {name: pids for name, pids in alive.items() if pids}, alive
 
 
 @pytest.fixture
@@ -323,12 +162,12 @@ def stranger() -> Iterator[subprocess.Popen[bytes]]:
 @pytest.mark.timeout(180)
 def test_ctrl_c_then_restart_keeps_all_data(launcher: Launcher) -> None:
     launcher.start()
-    data = launcher.populate()
-    launcher.verify(data)
+    data = populate(launcher)
+    verify(launcher, data)
     launcher.stop()
 
     launcher.start()
-    launcher.verify(data)
+    verify(launcher, data)
     # The second start found the indexes and created none.
     assert re.search(r"migrate: 0 created", launcher.output()), launcher.tail()
     launcher.stop()
@@ -339,7 +178,7 @@ def test_double_ctrl_c_stops_everything_and_the_next_start_has_the_data(
     launcher: Launcher,
 ) -> None:
     launcher.start()
-    data = launcher.populate()
+    data = populate(launcher)
     records = launcher.recorded()
 
     launcher.signal(signal.SIGINT)
@@ -352,7 +191,7 @@ def test_double_ctrl_c_stops_everything_and_the_next_start_has_the_data(
     assert not (launcher.var / "up.pid").exists()
 
     launcher.start()
-    launcher.verify(data)
+    verify(launcher, data)
     launcher.stop()
 
 
@@ -361,7 +200,7 @@ def test_kill_9_of_everything_then_restart_keeps_all_data(
     launcher: Launcher, stranger: subprocess.Popen[bytes]
 ) -> None:
     launcher.start()
-    data = launcher.populate()
+    data = populate(launcher)
     records = launcher.recorded()
     assert launcher.proc is not None
     up_pid = launcher.proc.pid
@@ -390,14 +229,14 @@ def test_kill_9_of_everything_then_restart_keeps_all_data(
     assert stranger.poll() is None, "a process that only reused a recorded PID was killed"
     assert "stale lock" in launcher.up_lines()
     assert "earlier run" not in launcher.up_lines()  # nothing of the earlier run was alive
-    launcher.verify(data)
+    verify(launcher, data)
     launcher.stop()
 
 
 @pytest.mark.timeout(180)
 def test_kill_9_of_up_alone_leaves_no_orphans(launcher: Launcher) -> None:
     launcher.start()
-    data = launcher.populate()
+    data = populate(launcher)
     records = launcher.recorded()
     # A stopped child that handles SIGTERM (the simulator does) keeps its
     # parent-death signal pending: the next start must find it through up.json and
@@ -418,7 +257,7 @@ def test_kill_9_of_up_alone_leaves_no_orphans(launcher: Launcher) -> None:
     assert "of an earlier run still running" in lines, lines
     assert f"simulator (pid {simulator.pid})" in lines, lines
     assert not simulator.is_alive()
-    launcher.verify(data)
+    verify(launcher, data)
     launcher.stop()
 
 

@@ -100,12 +100,6 @@ def backoff_s(retries: int, base_s: float, max_s: float) -> float:
     return step / 2 + random.uniform(0, step / 2)
 
 
-def app_url(settings: Settings) -> str:
-    if settings.public_web_url:
-        return settings.public_web_url.rstrip("/")
-    return settings.allowed_origins[0].rstrip("/") if settings.allowed_origins else ""
-
-
 def restd_url(settings: Settings) -> str:
     if settings.public_restd_url:
         return settings.public_restd_url.rstrip("/")
@@ -160,7 +154,7 @@ def deliver(task: Task[Any, Any], ctx: WorkerContext, note: Notification) -> dic
             to=str(user["email"]),
             subject=note.subject,
             template=note.template,
-            context={"name": user.get("name") or "there", "app_url": app_url(s), **note.context},
+            context={"name": user.get("name") or "there", "app_url": s.web_url, **note.context},
             unsubscribe_url=f"{restd_url(s)}{UNSUBSCRIBE_PATH}?token={quote(token)}",
             idempotency_key=note.key,
         )

@@ -191,7 +191,7 @@ class PaymentsService:
             created = await self.client.create_payment(
                 merchant_order_id=order_id,
                 amount_paise=plan.amount_paise,
-                redirect_url=s.payment_redirect_url.replace("{orderId}", order_id),
+                redirect_url=s.payment_return_url.replace("{orderId}", order_id),
                 expire_after_s=s.phonepe_order_expire_s,
                 message=f"DevConnect {plan.name}",
                 meta={"udf1": user_id, "udf2": plan.id},
