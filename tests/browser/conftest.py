@@ -4,7 +4,9 @@ The stack is ``devconnect up`` on free ports with its own embedded services
 (tests/stack_harness.py), started once for the module's tests and stopped by
 PID. The browser is Debian's Chromium (``make tools`` installs it), driven by
 Playwright's sync API; where Chromium or Playwright is missing every test here
-skips and says why, never silently.
+skips and says why, never silently. Everything is scoped to this package: while
+Playwright's sync API is open, the main thread has a running event loop, which
+the rest of the suite's async tests must not meet.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> str:
     path = chromium_path()
     if path is None:
@@ -51,7 +53,7 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(chromium: str) -> Iterator[Launcher]:
     """The whole stack (`devconnect up`): attributes url, chat_url, simulator_url, var."""
     with tempfile.TemporaryDirectory(prefix="devconnect-browser-") as tmp:
@@ -65,7 +67,7 @@ def stack(chromium: str) -> Iterator[Launcher]:
             launcher.cleanup()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium: str) -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
