@@ -69,21 +69,21 @@ FUZZ_FRAMES ?= 100000
 fuzz: $(STAMP)
 	$(PY) -m loadtest.fuzz --frames $(FUZZ_FRAMES)
 
+# Debian's package $(2) when the command $(1) is missing; root only, else it says so.
+define apt_tool
+	@command -v $(1) >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y --no-install-recommends $(2) >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get install -y --no-install-recommends $(2) >/dev/null; } || \
+			echo "could not install $(2): its tests will skip with the reason"; \
+		else echo "$(1) not found: install Debian's $(2) package"; fi; }
+endef
+
 # promtool and prometheus for the alert and scrape tests, Chromium for the browser
-# tests (Debian's packages; where they cannot be installed those tests skip and say why).
+# tests (where they cannot be installed those tests skip and say why).
 tools:
-	@command -v promtool >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 || \
-			{ apt-get update -qq && apt-get install -y --no-install-recommends prometheus >/dev/null; } || \
-			echo "could not install prometheus: its tests will skip with the reason"; \
-		else echo "promtool not found: install Debian's prometheus package"; fi; }
-	@command -v chromium >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
-			{ apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; } || \
-			echo "could not install chromium: the browser tests will skip with the reason"; \
-		else echo "chromium not found: install Debian's chromium package"; fi; }
+	$(call apt_tool,promtool,prometheus)
+	$(call apt_tool,chromium,chromium)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

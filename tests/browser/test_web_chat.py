@@ -64,14 +64,19 @@ def signup(
     return Person(context, page, name, me.json()["id"])
 
 
-def login(context: BrowserContext, email: str, password: str = PASSWORD) -> Page:
-    page = context.new_page()
-    page.goto("/login")
+def sign_in(page: Page, email: str, landing: str = "/feed$", password: str = PASSWORD) -> None:
+    """Fill the login form the page shows and wait for ``landing`` and a live socket."""
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_test_id("login-submit").click()
-    expect(page).to_have_url(re.compile("/feed$"))
+    expect(page).to_have_url(re.compile(landing))
     wait_online(page)
+
+
+def login(context: BrowserContext, email: str, password: str = PASSWORD) -> Page:
+    page = context.new_page()
+    page.goto("/login")
+    sign_in(page, email, password=password)
     return page
 
 

@@ -21,7 +21,7 @@ from tests.browser.test_web_chat import (
     open_chat,
     person,
     send,
-    wait_online,
+    sign_in,
 )
 from tests.stack_harness import Launcher
 
@@ -120,20 +120,12 @@ def test_profile_prefs_and_logging_out(new_context: Callable[..., BrowserContext
     expect(page).to_have_url(re.compile("/login"))
     page.goto("/chat")
     expect(page).to_have_url(re.compile(r"/login\?next=%2Fchat"))
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
-    expect(page).to_have_url(re.compile("/chat$"))
-    wait_online(page)
+    sign_in(page, email, "/chat$")
 
     # Log out everywhere: another browser's session ends too, its socket closed.
     elsewhere = new_context().new_page()
     elsewhere.goto("/login")
-    elsewhere.get_by_label("Email").fill(email)
-    elsewhere.get_by_label("Password").fill(PASSWORD)
-    elsewhere.get_by_test_id("login-submit").click()
-    expect(elsewhere).to_have_url(re.compile("/feed"))
-    wait_online(elsewhere)
+    sign_in(elsewhere, email)
     page.get_by_role("link", name="Settings").click()
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_test_id("logout-everywhere").click()
@@ -232,25 +224,34 @@ def test_screenshots_of_each_main_screen(
         check_screen(page, errors, phone)
         screenshot(page, f"chat-{variant}")
 
-        page.goto("/profile")
-        expect(page.get_by_test_id("profile-card")).to_be_visible()
-        check_screen(page, errors, phone)
-        screenshot(page, f"profile-{variant}")
-
-        page.goto(f"/profile/{b.id}")
-        expect(page.get_by_test_id("profile-name")).to_have_text(b.name)
-        check_screen(page, errors, phone)
-        screenshot(page, f"profile-other-{variant}")
-
-        page.goto("/membership")
-        expect(page.get_by_test_id("plan")).to_have_count(2)
-        check_screen(page, errors, phone)
-        screenshot(page, f"membership-{variant}")
-
-        page.goto("/settings")
-        expect(page.get_by_test_id("prefs-form")).to_be_visible()
-        check_screen(page, errors, phone)
-        screenshot(page, f"settings-{variant}")
+        # The simpler screens: a path, what shows it is ready, a name.
+        screens: list[tuple[str, Callable[[Page], None], str]] = [
+            (
+                "/profile",
+                lambda p: expect(p.get_by_test_id("profile-card")).to_be_visible(),
+                "profile",
+            ),
+            (
+                f"/profile/{b.id}",
+                lambda p: expect(p.get_by_test_id("profile-name")).to_have_text(b.name),
+                "profile-other",
+            ),
+            (
+                "/membership",
+                lambda p: expect(p.get_by_test_id("plan")).to_have_count(2),
+                "membership",
+            ),
+            (
+                "/settings",
+                lambda p: expect(p.get_by_test_id("prefs-form")).to_be_visible(),
+                "settings",
+            ),
+        ]
+        for path, ready, name in screens:
+            page.goto(path)
+            ready(page)
+            check_screen(page, errors, phone)
+            screenshot(page, f"{name}-{variant}")
 
         signed_out = new_context(viewport=viewport).new_page()
         signed_out.goto("/login")
