@@ -364,6 +364,7 @@ class Stack:
         metrics = [f"http://{s.host}:{port}/metrics" for port in ports if port]
         for line in (
             "DevConnect is up:",
+            f"  web app      {urls['restd']}/   (`devconnect demo` seeds people to meet)",
             f"  REST API     {urls['restd']}/api   (OpenAPI: {urls['restd']}/api/openapi.json)",
             f"  chat socket  ws://{s.host}:{s.chatd_port}/ws",
             f"  metrics      {'  '.join(metrics) or '(off)'}",
