@@ -288,9 +288,13 @@ class Settings(BaseSettings):
     # Feed ("people you may know", domain/feed). The ranked list is cached per user
     # for the TTL (the design allows 5-30 minutes) and paged from that snapshot.
     feed_cache_ttl_s: int = Field(default=15 * 60, ge=5 * 60, le=30 * 60)
-    feed_candidate_cap: int = Field(default=2000, ge=20, le=10000)
-    # Hop-2 people whose connections are read too (three-hop reach for the walk).
-    feed_expand_max: int = Field(default=100, ge=0, le=1000)
+    # Candidates ranked per user, and hop-2 people whose connections are read too
+    # (three-hop reach for the walk, true degrees and three-hop paths for the top of
+    # the list). Learned ranker vs Adamic-Adar, `recs eval` on 500 held-out users
+    # (cap/expand): 2000/100 +50.5%, 2000/300 +51.8%, 1500/300 +54.0%, with fewer
+    # cards read; on all 2,000, 2000/100 +48.0% and 1500/300 +50.3% (loadtest/results).
+    feed_candidate_cap: int = Field(default=1500, ge=20, le=10000)
+    feed_expand_max: int = Field(default=300, ge=0, le=1000)
     feed_skill_pool_max: int = Field(default=200, ge=0, le=2000)
     feed_location_pool_max: int = Field(default=100, ge=0, le=2000)
     feed_newcomer_pool_max: int = Field(default=50, ge=0, le=1000)

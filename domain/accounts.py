@@ -45,6 +45,7 @@ from domain.context import RestContext
 from domain.dates import as_utc
 from domain.devices import Device
 from domain.errors import Conflict, ServiceBusy, TooManyRequests, Unauthorized
+from domain.feed.hooks import feed_signed_up
 from domain.models import LoginBody, SignupBody
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ async def signup(ctx: RestContext, body: SignupBody, ip: str) -> Session:
     except DuplicateKeyError:
         raise Conflict("An account with this email already exists.", code="email_taken") from None
     doc["_id"] = result.inserted_id
+    await feed_signed_up(ctx, doc)
     ctx.metrics.signups.inc()
     log.info("signup", extra={"userId": str(result.inserted_id)})
     session = await _open_session(ctx, doc)

@@ -27,7 +27,9 @@ async def test_precompute_fills_the_cache_in_batches_and_the_feed_serves_it(
         finally:
             await stores.close()
         assert done == 5
-        assert len(lines) == 3  # batches of 2, 2 and 1, one progress line each
+        # First the feature store is warmed, then batches of 2, 2 and 1, a line each.
+        assert lines[:2] == ["read 2 connections", "stored 5 cards and connection lists"]
+        assert [line.split(":")[0] for line in lines[2:]] == ["batch 1", "batch 2", "batch 3"]
         assert all(pointers)
         page = (await users[0].http.get("/api/feed")).json()
         assert page["nextCursor"] is None or page["nextCursor"].startswith(pointers[0].decode())

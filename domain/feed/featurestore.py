@@ -25,12 +25,15 @@ from core.mongo import CONNECTION_REQUESTS, USERS, Doc
 from core.redis import RedisShards
 from domain.feed.store import ACCEPTED, IN_CHUNK, PERSON_PROJECTION, object_ids, prepared
 
-FEATURE_TTL_S = 24 * 3600
+# Longer than a day: the nightly precompute's backfill renews every key before it expires.
+FEATURE_TTL_S = 36 * 3600
 # Shared candidate pools (people with a skill, in a place, the latest sign-ups):
 # the same for every user who asks, so one read serves everyone for a while.
 POOL_TTL_S = 300
 # Concurrent Mongo reads when filling misses; the store is one process.
 MISS_CONCURRENCY = 16
+# Documents per cursor batch and keys per Redis pipeline during a backfill.
+BACKFILL_BATCH = 5000
 
 
 def _card(doc: Doc) -> bytes:
@@ -52,10 +55,16 @@ class FeatureStore:
         self.redis = redis
         self.keys = keys
 
-    async def _mget(self, ids: Sequence[str], key_of: Any) -> dict[str, bytes]:
+    def _by_shard(self, ids: Iterable[str]) -> dict[int, list[str]]:
+        if len(self.redis.clients) == 1:  # no hashing of thousands of ids for one shard
+            return {0: list(ids)}
         by_shard: dict[int, list[str]] = {}
         for user in ids:
             by_shard.setdefault(self.redis.index_for(user), []).append(user)
+        return by_shard
+
+    async def _mget(self, ids: Sequence[str], key_of: Any) -> dict[str, bytes]:
+        by_shard = self._by_shard(ids)
         found: dict[str, bytes] = {}
         for shard, users in by_shard.items():
             values = await self.redis.clients[shard].mget([key_of(u) for u in users])
@@ -65,13 +74,10 @@ class FeatureStore:
         return found
 
     async def _mset(self, values: dict[str, bytes], key_of: Any) -> None:
-        by_shard: dict[int, dict[str, bytes]] = {}
-        for user, value in values.items():
-            by_shard.setdefault(self.redis.index_for(user), {})[key_of(user)] = value
-        for shard, items in by_shard.items():
+        for shard, users in self._by_shard(values).items():
             async with self.redis.clients[shard].pipeline(transaction=False) as pipe:
-                for key, value in items.items():
-                    pipe.set(key, value, ex=FEATURE_TTL_S)
+                for user in users:
+                    pipe.set(key_of(user), values[user], ex=FEATURE_TTL_S)
                 await pipe.execute()
 
     async def _read_connections(self, user: str, per_person_max: int) -> list[str]:
@@ -139,6 +145,60 @@ class FeatureStore:
 
     async def remember_cards(self, docs: Iterable[Doc]) -> None:
         await self._mset({str(d["_id"]): _card(d) for d in docs}, self.keys.card)
+
+    async def warm_connections(self, users: Iterable[str], per_person_max: int) -> None:
+        """Write ahead: read these people's connection lists now and store them."""
+        filled = {u: await self._read_connections(u, per_person_max) for u in dict.fromkeys(users)}
+        await self._mset({p: ",".join(v).encode() for p, v in filled.items()}, self.keys.adjacency)
+
+    async def backfill(
+        self, per_person_max: int, progress: Callable[[str], None] = lambda _m: None
+    ) -> dict[str, int]:
+        """Every card and connection list, from one pass over each collection.
+
+        The lists are what ``connections`` would read through: accepted requests
+        the person sent, then those they received, capped at ``per_person_max``.
+        """
+        sent: dict[str, list[str]] = {}
+        received: dict[str, list[str]] = {}
+        edges = 0
+        cursor = self.db[CONNECTION_REQUESTS].find(
+            {}, projection={"fromUserId": 1, "toUserId": 1, "status": 1, "_id": 0}
+        )
+        async for doc in cursor.batch_size(BACKFILL_BATCH):
+            if doc.get("status") == ACCEPTED:
+                a, b = doc["fromUserId"], doc["toUserId"]
+                sent.setdefault(a, []).append(b)
+                received.setdefault(b, []).append(a)
+                edges += 1
+        progress(f"read {edges} connections")
+        people = 0
+        batch: list[Doc] = []
+        cursor = self.db[USERS].find({}, projection=PERSON_PROJECTION)
+        async for doc in cursor.batch_size(BACKFILL_BATCH):
+            batch.append(doc)
+            if len(batch) >= BACKFILL_BATCH:
+                people += await self._backfill_batch(batch, sent, received, per_person_max)
+                batch = []
+        people += await self._backfill_batch(batch, sent, received, per_person_max)
+        progress(f"stored {people} cards and connection lists")
+        return {"people": people, "connections": edges}
+
+    async def _backfill_batch(
+        self,
+        docs: list[Doc],
+        sent: dict[str, list[str]],
+        received: dict[str, list[str]],
+        per_person_max: int,
+    ) -> int:
+        lists: dict[str, bytes] = {}
+        for doc in docs:
+            user = str(doc["_id"])
+            others = dict.fromkeys([*sent.get(user, ()), *received.get(user, ())])
+            lists[user] = ",".join(list(others)[:per_person_max]).encode()
+        await self._mset(lists, self.keys.adjacency)
+        await self.remember_cards(docs)
+        return len(docs)
 
     async def forget_connections(self, *users: str) -> None:
         for user in users:

@@ -55,6 +55,7 @@ class GraphScores:
     walk: FloatArray  # random walk with restart from the user
     three_hop: FloatArray  # length-3 paths user -> a -> b -> candidate
     degree: FloatArray  # degree as far as the neighbourhood knows it
+    user_degree: float = 0.0  # the user's own number of connections
 
 
 class LocalGraph:
@@ -99,6 +100,7 @@ class LocalGraph:
         friends = np.zeros(n)
         friends[np.fromiter(map(index.__getitem__, nb.friends), np.int64)] = 1.0
         self.friends = friends
+        self.user_degree = float(len(nb.friends))
         self.aa_weight = np.where(friends > 0, 1.0 / np.log(np.maximum(safe_degree, 2.0)), 0.0)
         self.ra_weight = np.where(friends > 0, 1.0 / safe_degree, 0.0)
         self.two = adj @ friends
@@ -124,7 +126,8 @@ class LocalGraph:
         present = pos >= 0
         at = pos[present]
         rows = self.adj[at]
-        out = GraphScores(*(np.zeros(n) for _ in range(6)))
+        z = [np.zeros(n) for _ in range(6)]
+        out = GraphScores(z[0], z[1], z[2], z[3], z[4], z[5], self.user_degree)
         out.common[present] = rows @ self.friends
         out.adamic_adar[present] = rows @ self.aa_weight
         out.resource_allocation[present] = rows @ self.ra_weight

@@ -1,8 +1,13 @@
-"""Batch precompute: fill the feed cache for recently active users, in bounded batches.
+"""Batch precompute: warm the feature store, then fill the feed cache for recently
+active users, in bounded batches.
 
-Users are walked in ``_id`` order (the primary key, no extra index), a batch
-at a time; each active one (seen, or signed up, within ``active_days``) gets a
-fresh snapshot. One progress line per batch, one summary line at the end.
+First every card and connection list is written to the feature store in one
+pass (``FeatureStore.backfill``): the hooks keep them fresh as relations change,
+and this nightly pass renews what nothing touched within the features' TTL, so
+that the first page of a new user finds its neighbours' lists warm. Then users
+are walked in ``_id`` order (the primary key, no extra index), a batch at a
+time; each active one (seen, or signed up, within ``active_days``) gets a fresh
+snapshot. One progress line per batch, one summary line at the end.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ async def precompute_with(
     progress: Callable[[str], None] = lambda _m: None,
 ) -> int:
     service = FeedService(stores)
+    warmed = await service.features.backfill(stores.settings.feed_neighbours_max, progress)
     since = datetime.now(UTC) - timedelta(days=active_days)
     started = time.monotonic()
     last: ObjectId | None = None
@@ -67,7 +73,9 @@ async def precompute_with(
             f"({time.monotonic() - started:.1f}s)"
         )
     log.info(
-        "feed precompute: %d users precomputed, %d scanned, %d batches in %.1fs",
+        "feed precompute: %d cards and lists warmed, %d users precomputed, %d scanned, "
+        "%d batches in %.1fs",
+        warmed["people"],
         done,
         scanned,
         batches,
