@@ -57,6 +57,7 @@ def build_node(settings: Settings, stores: Stores, metrics: ChatMetrics) -> Node
         stores.db,
         on_error=lambda op: metrics.store_errors.labels(op).inc(),
         flush_interval_s=settings.inbox_flush_interval_ms / 1000,
+        busy_interval_s=settings.inbox_busy_flush_interval_ms / 1000,
     )
     store = MessageStore(
         stores.db,

@@ -4,7 +4,13 @@ The store hands every committed batch to ``Inbox.record``; a flush loop turns
 whatever accumulated into one conversations update and one unread-counts
 update per conversation and recipient (two ``bulk_write`` calls in flight
 together), off the path of the ack, at most every FLUSH_INTERVAL_S (sooner
-when a read receipt needs the counts).
+when a read receipt needs the counts). Under load the interval stretches to
+``busy_interval_s``: when a flush's messages came at BUSY_RATE a second or
+more (counted from the first of them), the next flush waits the longer interval, so that more
+messages of one conversation share one update (every update costs the store
+the same, however many it counts); the first flush at a lower rate goes back to
+the short interval. Readers on
+the node (hello's unread total, read receipts) hurry it either way.
 
 Counters move by deltas, which commute, so the order in which two nodes and a
 reader apply them does not matter. A read subtracts exactly what it marked
@@ -40,6 +46,9 @@ FLUSH_MAX = 2000
 # a flush after every commit paid hundreds of times a second. A read receipt does not
 # wait for it (it hurries the flush).
 FLUSH_INTERVAL_S = 0.05
+# Under load: the longer wait, and the flush size from which the load counts as such.
+BUSY_FLUSH_INTERVAL_S = 1.0
+BUSY_RATE = 500.0  # messages a second
 # Updates per bulk write (see _flush).
 WRITE_CHUNK = 16
 # More than this many messages waiting for a store that does not answer: shed (counted).
@@ -60,9 +69,13 @@ class Inbox:
         db: AsyncDatabase[Doc],
         on_error: Callable[[str], None] = lambda what: None,
         flush_interval_s: float = FLUSH_INTERVAL_S,
+        busy_interval_s: float = BUSY_FLUSH_INTERVAL_S,
     ) -> None:
         self.db = db
         self.flush_interval_s = flush_interval_s
+        self.busy_interval_s = max(busy_interval_s, flush_interval_s)
+        self._interval_s = flush_interval_s
+        self._first_at = 0.0  # loop time of the first message now pending
         self.on_error = on_error
         self._pending: list[InboxMessage] = []
         self._wake = asyncio.Event()
@@ -72,6 +85,11 @@ class Inbox:
         self._closing = False
         self._hurry = asyncio.Event()
         self._totals: DataLoader[str, int] | None = None
+
+    @property
+    def interval_s(self) -> float:
+        """How long the next flush lets its batch grow: short, or longer under load."""
+        return self._interval_s
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -108,6 +126,8 @@ class Inbox:
             self.on_error("inbox-shed")
             log.warning("inbox: store behind, %d message counts shed", len(messages))
             return
+        if not self._pending:
+            self._first_at = asyncio.get_running_loop().time()
         self._pending.extend(messages)
         self._idle.clear()
         self._wake.set()
@@ -124,10 +144,15 @@ class Inbox:
             if len(self._pending) < FLUSH_MAX and not self._closing:
                 # Let the batch grow, unless a reader or close wants it now.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurry.wait(), self.flush_interval_s)
+                    await asyncio.wait_for(self._hurry.wait(), self._interval_s)
             self._hurry.clear()
+            now = asyncio.get_running_loop().time()
+            window = max(now - self._first_at, self.flush_interval_s)
             batch = self._pending[:FLUSH_MAX]
             del self._pending[:FLUSH_MAX]
+            busy = len(batch) >= BUSY_RATE * window
+            self._interval_s = self.busy_interval_s if busy else self.flush_interval_s
+            self._first_at = now  # what stays pending waits from here
             try:
                 await self._flush(batch)
             except Exception:  # the loop must survive anything

@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     # one update per conversation and recipient however many messages it carries
     # (see chatd/inbox.py); a reader on the node hurries it.
     inbox_flush_interval_ms: float = Field(default=50.0, gt=0, le=5000)
+    # Under load (500 messages a second or more since the last flush) the next waits
+    # this long instead, so that one update carries more messages per conversation.
+    inbox_busy_flush_interval_ms: float = Field(default=1000.0, gt=0, le=5000)
     # An offline recipient's "you have unread messages" email waits this long.
     offline_email_quiet_s: float = 300.0
     sync_limit_max: int = 500
