@@ -105,8 +105,16 @@ def _first_pages(http: httpx.Client, tokens: dict[str, str]) -> tuple[list[float
         )
         times.append((time.perf_counter() - t0) * 1000)
         resp.raise_for_status()
-        sizes.append(len(resp.json()["items"]))
+        items = resp.json()["items"]
+        sizes.append(len(items))
+        # A learned model's explanation carries its bias: which ranker served the page.
+        SERVED[
+            "model" if any("bias" in i["explain"]["contributions"] for i in items) else "weights"
+        ] += 1
     return times, sizes
+
+
+SERVED: dict[str, int] = {"model": 0, "weights": 0}  # first pages, by what ranked them
 
 
 def _cached_pages(http: httpx.Client, tokens: dict[str, str]) -> list[float]:
@@ -167,6 +175,7 @@ def measure(
         "cachedMs": _percentiles(cached),
         "firstPageItems": _percentiles([float(s) for s in sizes]),
         "featureStoreBackfill": warmed,
+        "firstPagesRankedBy": dict(SERVED),
     }
 
 
