@@ -148,6 +148,7 @@ class App {
     el.textContent = text || "";
     el.dataset.state = state;
     document.body.dataset.chat = state;
+    document.body.dataset.chatOpens = String(this.socket ? this.socket.opens : 0);
   }
 
   showCount(id, n) {

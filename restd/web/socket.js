@@ -14,7 +14,9 @@ const BACKOFF_MAX_MS = 15000;
 const HELLO_TIMEOUT_MS = 15000;
 const PING_EVERY_MS = 20000;
 const SILENT_AFTER_MS = 45000; // no frame at all for this long: the socket is dead
-const RENEW_BEFORE_S = 60; // send `auth` this long before the access token expires
+// Send `auth` this long before the access token expires (a quarter of what is left,
+// for short-lived tokens).
+const RENEW_BEFORE_S = 60;
 const RETRYABLE = new Set(["unavailable", "rate-limited", "internal"]);
 const RETRY_SEND_MS = 1500;
 
@@ -34,6 +36,7 @@ export class ChatSocket extends EventTarget {
     this.outbox = new Map(); // tempId -> private-message data, in send order
     this.inFlight = new Set(); // tempIds written to the current socket
     this.attempt = 0;
+    this.opens = 0; // sockets opened so far (a renewal in place opens none)
     this.timers = {};
     this.stopped = true;
     this.lastFrameAt = 0;
@@ -104,6 +107,7 @@ export class ChatSocket extends EventTarget {
     let ws;
     try {
       ws = new WebSocket(this.url, [SUBPROTOCOL]);
+      this.opens += 1;
     } catch {
       this.scheduleReconnect();
       return;
@@ -342,7 +346,8 @@ export class ChatSocket extends EventTarget {
 
   scheduleRenewal(expiresAtS) {
     if (!expiresAtS) return;
-    const inMs = Math.max(5000, expiresAtS * 1000 - Date.now() - RENEW_BEFORE_S * 1000);
+    const leftMs = expiresAtS * 1000 - Date.now();
+    const inMs = Math.max(5000, leftMs - Math.min(RENEW_BEFORE_S * 1000, leftMs / 4));
     this.timer("renew", inMs, () => this.renew());
   }
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+ACCESS_TTL_S = 40
 
 
 def chromium_path() -> str | None:
@@ -60,6 +61,10 @@ def stack(chromium: str) -> Iterator[Launcher]:
         launcher = Launcher.create(Path(tmp))
         # Every browser here signs up from 127.0.0.1: lift the per-address signup limit.
         launcher.env["DEVCONNECT_RATE_SIGNUP_IP_COUNT"] = "1000"
+        # Access tokens live 40 s here (900 s by default), so that every test
+        # longer than that runs through the app's renewals: the socket's `auth`
+        # frame before expiry, and REST's refresh after a 401.
+        launcher.env["DEVCONNECT_JWT_ACCESS_TTL_S"] = str(ACCESS_TTL_S)
         try:
             launcher.start()
             yield launcher

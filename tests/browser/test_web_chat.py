@@ -29,6 +29,7 @@ PEOPLE = {
     "chen": ("Chen Wei", "python, kafka", "Pune"),
     "divya": ("Divya Iyer", "go, kafka, python", "Pune"),
     "farid": ("Farid Shaikh", "python, django", "Mumbai"),
+    "esra": ("Esra Demir", "rust, kafka", "Pune"),
 }
 SIGNED_UP: dict[str, tuple[str, str, str]] = {}  # key -> (name, email, id)
 
