@@ -251,14 +251,17 @@ class ServedModels:
     def _served(self) -> int | None:
         return self._promoted[0] if self._promoted else None
 
-    async def pinned(self, version: int) -> Model | None:
+    def _known(self, version: int) -> bool:
+        """Loaded, or looked for and missing less than ``check_s`` ago."""
         found = self._pinned.get(version)
-        if found is not None and (found[0] is not None or not self._due(found[1])):
-            return found[0]
+        return found is not None and (found[0] is not None or not self._due(found[1]))
+
+    async def pinned(self, version: int) -> Model | None:
+        if self._known(version):
+            return self._pinned[version][0]
         async with self._lock:
-            found = self._pinned.get(version)
-            if found is not None and (found[0] is not None or not self._due(found[1])):
-                return found[0]
+            if self._known(version):  # another request loaded it while we waited
+                return self._pinned[version][0]
             model: Model | None = None
             try:
                 model = await self.registry.load(version)

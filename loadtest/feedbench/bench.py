@@ -95,7 +95,12 @@ def load(mongo_url: str, db_name: str, pop: Population) -> dict[str, float]:
     }
 
 
-def _first_pages(http: httpx.Client, tokens: dict[str, str]) -> tuple[list[float], list[int]]:
+def _first_pages(
+    http: httpx.Client, tokens: dict[str, str], served: dict[str, int] | None = None
+) -> tuple[list[float], list[int]]:
+    """First pages; ``served`` counts them by what ranked them (a model's explanation
+    carries its bias)."""
+    served = {} if served is None else served
     times: list[float] = []
     sizes: list[int] = []
     for token in tokens.values():
@@ -107,14 +112,10 @@ def _first_pages(http: httpx.Client, tokens: dict[str, str]) -> tuple[list[float
         resp.raise_for_status()
         items = resp.json()["items"]
         sizes.append(len(items))
-        # A learned model's explanation carries its bias: which ranker served the page.
-        SERVED[
-            "model" if any("bias" in i["explain"]["contributions"] for i in items) else "weights"
-        ] += 1
+        by_model = any("bias" in i["explain"]["contributions"] for i in items)
+        ranker = "model" if by_model else "weights"
+        served[ranker] = served.get(ranker, 0) + 1
     return times, sizes
-
-
-SERVED: dict[str, int] = {"model": 0, "weights": 0}  # first pages, by what ranked them
 
 
 def _cached_pages(http: httpx.Client, tokens: dict[str, str]) -> list[float]:
@@ -161,13 +162,14 @@ def measure(
 ) -> dict[str, Any]:
     """First pages on an empty feature store, then on a warm one; cached pages; uncached."""
     with httpx.Client(base_url=base_url, timeout=30.0) as http:
-        cold_store, _ = _first_pages(http, cold_tokens)
+        served: dict[str, int] = {"model": 0, "weights": 0}
+        cold_store, _ = _first_pages(http, cold_tokens, served)
         warmed = warm_store()
-        first, sizes = _first_pages(http, tokens)
+        first, sizes = _first_pages(http, tokens, served)
         cached = _cached_pages(http, tokens)
         # The ranked lists expire (TTL) or are invalidated; the feature store stays.
         drop_snapshots(list(tokens))
-        uncached, _ = _first_pages(http, tokens)
+        uncached, _ = _first_pages(http, tokens, served)
     return {
         "firstEverMs": _percentiles(first),
         "firstEverColdStoreMs": _percentiles(cold_store),
@@ -175,7 +177,7 @@ def measure(
         "cachedMs": _percentiles(cached),
         "firstPageItems": _percentiles([float(s) for s in sizes]),
         "featureStoreBackfill": warmed,
-        "firstPagesRankedBy": dict(SERVED),
+        "firstPagesRankedBy": served,
     }
 
 

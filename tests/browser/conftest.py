@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,10 +55,10 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="package")
-def stack(chromium: str) -> Iterator[Launcher]:
-    """The whole stack (`devconnect up`): attributes url, chat_url, simulator_url, var."""
-    with tempfile.TemporaryDirectory(prefix="devconnect-browser-") as tmp:
+@contextmanager
+def browser_stack(prefix: str) -> Iterator[Launcher]:
+    """A whole stack (`devconnect up`) set for browsers, stopped by PID on the way out."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         launcher = Launcher.create(Path(tmp))
         # Every browser here signs up from 127.0.0.1: lift the per-address signup limit.
         launcher.env["DEVCONNECT_RATE_SIGNUP_IP_COUNT"] = "1000"
@@ -70,6 +71,13 @@ def stack(chromium: str) -> Iterator[Launcher]:
             yield launcher
         finally:
             launcher.cleanup()
+
+
+@pytest.fixture(scope="package")
+def stack(chromium: str) -> Iterator[Launcher]:
+    """The package's stack: attributes url, chat_url, simulator_url, var."""
+    with browser_stack("devconnect-browser-") as launcher:
+        yield launcher
 
 
 @pytest.fixture(scope="package")

@@ -10,14 +10,12 @@ message shows once on both sides, before and after a reload.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
-from tests.browser.conftest import ACCESS_TTL_S
+from tests.browser.conftest import browser_stack
 from tests.browser.test_web_chat import connect, messages, open_chat, send, signup, wait_online
 from tests.stack_harness import Launcher
 
@@ -26,14 +24,8 @@ RECONNECT_MS = 60_000  # the app's backoff tops out at 15 s; the stack starts wi
 
 @pytest.fixture
 def own_stack(chromium: str) -> Iterator[Launcher]:
-    with tempfile.TemporaryDirectory(prefix="devconnect-restart-") as tmp:
-        launcher = Launcher.create(Path(tmp))
-        launcher.env["DEVCONNECT_JWT_ACCESS_TTL_S"] = str(ACCESS_TTL_S)
-        try:
-            launcher.start()
-            yield launcher
-        finally:
-            launcher.cleanup()
+    with browser_stack("devconnect-restart-") as launcher:
+        yield launcher
 
 
 @pytest.mark.timeout(300)
