@@ -28,8 +28,8 @@ def test_it_learns_the_ordering_a_feature_carries() -> None:
     model = fit(_queries(150, 1), rounds=60)
     held_out = _queries(50, 2)
     shuffled = [Query(np.random.default_rng(3).random(q.x.shape), q.y) for q in held_out]
-    assert mean_ndcg(model, held_out) > 0.8
-    assert mean_ndcg(model, held_out) > mean_ndcg(model, shuffled) + 0.3
+    assert mean_ndcg(model.score, held_out) > 0.8
+    assert mean_ndcg(model.score, held_out) > mean_ndcg(model.score, shuffled) + 0.3
 
 
 def test_contributions_sum_to_the_score() -> None:

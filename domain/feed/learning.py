@@ -15,7 +15,7 @@ Nothing fitted ships with the package: a deployment trains on its own events.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,8 +111,12 @@ def ndcg_at(scores: FloatArray, labels: FloatArray, k: int = 20) -> float:
     return dcg / idcg if idcg > 0 else 0.0
 
 
-def mean_ndcg(model: Model, queries: Sequence[Query], k: int = 20) -> float:
+def mean_ndcg(
+    score: Callable[[FloatArray], FloatArray], queries: Sequence[Query], k: int = 20
+) -> float:
+    """Mean NDCG@k over the queries that have a positive and a negative, ranked by
+    ``score`` (a model's, or the weights' ``x @ w``)."""
     useful = [q for q in queries if q.useful]
     if not useful:
         return 0.0
-    return float(np.mean([ndcg_at(model.score(q.x), q.y, k) for q in useful]))
+    return float(np.mean([ndcg_at(score(q.x), q.y, k) for q in useful]))

@@ -52,7 +52,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from core.mongo import FEED_EVENTS, Doc
 from core.runtime import Stores
 from domain.feed.features import FEATURES
-from domain.feed.learning import FloatArray, Model, Query, fit, ndcg_at
+from domain.feed.learning import FloatArray, Model, Query, fit, mean_ndcg
 from domain.feed.metrics import TrainingMetrics
 from domain.feed.ranker import score_matrix
 from domain.feed.registry import PROMOTED, REFUSED, ModelRegistry, RegistryError
@@ -179,13 +179,6 @@ async def read_events(
     return newest_first[::-1], outcomes
 
 
-def mean_ndcg(score: Callable[[FloatArray], FloatArray], queries: Sequence[Query]) -> float:
-    useful = [q for q in queries if q.useful]
-    if not useful:
-        return 0.0
-    return float(np.mean([ndcg_at(score(q.x), q.y, NDCG_AT) for q in useful]))
-
-
 @dataclass(frozen=True)
 class InService:
     """The ranker a new model must beat: the promoted model, or the weights."""
@@ -246,8 +239,8 @@ async def train_ranker(
         return TrainingResult("too_little_data", reason, None, current.version, counts)
 
     model: Model = await asyncio.to_thread(fit, data.train)
-    new_ndcg = mean_ndcg(model.score, data.held_out)
-    old_ndcg = mean_ndcg(current.score, data.held_out)
+    new_ndcg = mean_ndcg(model.score, data.held_out, NDCG_AT)
+    old_ndcg = mean_ndcg(current.score, data.held_out, NDCG_AT)
     better = new_ndcg > old_ndcg + s.feed_training_min_gain
     verdict = "beats" if better else "does not beat"
     reason = (
