@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -34,10 +35,51 @@ STOP_TIMEOUT_S = 10.0
 HURRY_GRACE_S = 1.0
 
 
-def free_port() -> int:
+# Listening ports are picked below the kernel's ephemeral range, where outgoing
+# connections take their local ports: a port the OS hands out with bind(0) comes from
+# that range, and between the pick and the server's bind an unrelated client socket
+# may take it (seen in CI: EADDRINUSE on a test's chatd port).
+LISTEN_PORT_FLOOR = 10_000
+_EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default range starts here; IANA's at 49152
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that is free now, outside the ephemeral range when there is
+    room below it, and not handed out before by this process (picks are not binds: two
+    picks made before either server starts must differ)."""
+    ceiling = _ephemeral_floor()
+    with _handed_out_lock:
+        if ceiling - LISTEN_PORT_FLOOR >= 1_000:
+            for _ in range(100):
+                port = secrets.randbelow(ceiling - LISTEN_PORT_FLOOR) + LISTEN_PORT_FLOOR
+                if port not in _handed_out and _bindable(port):
+                    _handed_out.add(port)
+                    return port
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -12,7 +13,7 @@ import tornado.httpclient
 import tornado.httpserver
 from pymongo import AsyncMongoClient
 
-from core.embedded import free_port, redis_process
+from core.embedded import LISTEN_PORT_FLOOR, free_port, redis_process
 from core.mongo import INDEXES, ensure_indexes
 from core.runtime import open_stores
 from core.settings import DEV_JWT_SECRET, SettingsError, load_settings
@@ -106,6 +107,15 @@ def test_lists_come_comma_separated_from_the_environment() -> None:
         check=True,
     ).stdout
     assert "['redis://a:1/0', 'redis://b:2/0'] ['https://devconnect.example']" in out
+
+
+def test_free_ports_stay_out_of_the_ephemeral_range_and_never_repeat() -> None:
+    """Outgoing connections take local ports from the kernel's ephemeral range; a
+    listening port picked there can be taken by any client between pick and bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    picks = [free_port() for _ in range(500)]
+    assert len(set(picks)) == len(picks)
+    assert all(LISTEN_PORT_FLOOR <= port < low for port in picks)
 
 
 async def test_index_creation_is_idempotent(services: Services) -> None:
