@@ -4,9 +4,9 @@ Called only from domain actions, after their write (STYLE 14), so every
 producer of a ``connection-request`` or ``connection-accepted`` event can be
 found by grepping for these functions. The live push goes through
 ``core.bus`` (best effort: a failed publish is logged there and never fails
-the request; clients recover by listing). The ``email_*`` hooks queue the
-notification emails on the workers' ``email`` queue through ``core.tasks``
-(best effort too: a broker failure is logged by the sender, never raised).
+the request; clients recover by listing). The notification emails are queued
+on the workers' ``email`` queue through ``core.tasks`` (best effort too: a
+broker failure is logged by the sender, never raised).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ async def connection_requested(
     """A request was created: push it to its recipient, and queue the email."""
     to_user = str(request["toUserId"])
     await bus.deliver_event(redis, keys, to_user, events.CONNECTION_REQUEST, request, origin)
-    await email_connection_request(request, tasks)
+    await _queue_email(EMAIL_CONNECTION_REQUEST, request, tasks)
 
 
 async def connection_accepted(
@@ -47,7 +47,7 @@ async def connection_accepted(
     sender, recipient = str(request["fromUserId"]), str(request["toUserId"])
     await bus.deliver_event(redis, keys, sender, events.CONNECTION_ACCEPTED, request, origin)
     await bus.connection_changed(redis, keys, sender, recipient, origin)
-    await email_connection_accepted(request, tasks)
+    await _queue_email(EMAIL_CONNECTION_ACCEPTED, request, tasks)
 
 
 async def connection_ended(
@@ -57,17 +57,10 @@ async def connection_ended(
     await bus.connection_changed(redis, keys, user_a, user_b, origin)
 
 
-async def email_connection_request(request: dict[str, Any], tasks: TaskSender | None) -> None:
-    """Queue "X wants to connect" to the recipient (workers/email.py reads the request)."""
+async def _queue_email(task: str, request: dict[str, Any], tasks: TaskSender | None) -> None:
+    """Queue ``task`` for the request: "X wants to connect" to its recipient, or
+    "X accepted your request" to its sender (workers/email.py reads the request)."""
     if tasks is None:
-        log.debug("no task sender: connection request email not queued")
+        log.debug("no task sender: %s not queued", task)
         return
-    await tasks.send(EMAIL_CONNECTION_REQUEST, str(request["id"]))
-
-
-async def email_connection_accepted(request: dict[str, Any], tasks: TaskSender | None) -> None:
-    """Queue "X accepted your request" to the request's sender."""
-    if tasks is None:
-        log.debug("no task sender: connection accepted email not queued")
-        return
-    await tasks.send(EMAIL_CONNECTION_ACCEPTED, str(request["id"]))
+    await tasks.send(task, str(request["id"]))

@@ -49,10 +49,7 @@ def summary_view(doc: Doc) -> UserSummary:
 
 def public_view(doc: Doc) -> PublicUser:
     return PublicUser(
-        id=str(doc["_id"]),
-        name=doc.get("name", ""),
-        headline=doc.get("headline") or "",
-        avatarUrl=doc.get("avatarUrl"),
+        **summary_view(doc).model_dump(),
         skills=list(doc.get("skills") or []),
         location=doc.get("location") or "",
         bio=doc.get("bio") or "",

@@ -98,29 +98,30 @@ class Account:
 
     def signup(self) -> bool:
         body = {"name": f"Load {self.email[:12]}", "email": self.email, "password": PASSWORD}
-        with self.user.client.post(
-            "/api/auth/signup", json=body, headers={"X-Real-IP": self.ip}, catch_response=True
-        ) as res:
-            if res.status_code != 201:
-                res.failure(f"signup {res.status_code}: {res.text[:200]}")
-                return False
-            data = res.json()
-        self.user_id, self.token = data["user"]["id"], data["accessToken"]
-        # Later requests authenticate by bearer only; a session cookie would add CSRF rules.
-        self.user.client.cookies.clear()
+        data = self._start_session("signup", body, 201)
+        if data is None:
+            return False
+        self.user_id = data["user"]["id"]
         return True
 
     def login(self) -> bool:
         body = {"email": self.email, "password": PASSWORD}
+        return self._start_session("login", body, 200) is not None
+
+    def _start_session(self, route: str, body: dict[str, str], status: int) -> Any:
+        """POST ``body`` to ``/api/auth/<route>``; the reply's body (its access token
+        kept) when it answers ``status``, else None (reported as a failure)."""
         with self.user.client.post(
-            "/api/auth/login", json=body, headers={"X-Real-IP": self.ip}, catch_response=True
+            f"/api/auth/{route}", json=body, headers={"X-Real-IP": self.ip}, catch_response=True
         ) as res:
-            if res.status_code != 200:
-                res.failure(f"login {res.status_code}")
-                return False
-            self.token = res.json()["accessToken"]
+            if res.status_code != status:
+                res.failure(f"{route} {res.status_code}: {res.text[:200]}")
+                return None
+            data = res.json()
+        self.token = data["accessToken"]
+        # Later requests authenticate by bearer only; a session cookie would add CSRF rules.
         self.user.client.cookies.clear()
-        return True
+        return data
 
     def get(self, path: str, name: str | None = None, **params: Any) -> Any:
         with self.user.client.get(

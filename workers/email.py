@@ -392,6 +392,14 @@ def _request_note(
     )
 
 
+def _send_request_note(task: Task[Any, Any], request_id: str, accepted: bool) -> dict[str, Any]:
+    def build(ctx: WorkerContext) -> dict[str, Any]:
+        note = _request_note(ctx, request_id, accepted)
+        return note if isinstance(note, dict) else deliver(task, ctx, note)
+
+    return _run(task, "connections", build)
+
+
 @shared_task(
     name=EMAIL_CONNECTION_REQUEST,
     bind=True,
@@ -399,11 +407,7 @@ def _request_note(
     soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
 )
 def connection_request(self: Task[Any, Any], request_id: str) -> dict[str, Any]:
-    def build(ctx: WorkerContext) -> dict[str, Any]:
-        note = _request_note(ctx, request_id, accepted=False)
-        return note if isinstance(note, dict) else deliver(self, ctx, note)
-
-    return _run(self, "connections", build)
+    return _send_request_note(self, request_id, accepted=False)
 
 
 @shared_task(
@@ -413,11 +417,7 @@ def connection_request(self: Task[Any, Any], request_id: str) -> dict[str, Any]:
     soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
 )
 def connection_accepted(self: Task[Any, Any], request_id: str) -> dict[str, Any]:
-    def build(ctx: WorkerContext) -> dict[str, Any]:
-        note = _request_note(ctx, request_id, accepted=True)
-        return note if isinstance(note, dict) else deliver(self, ctx, note)
-
-    return _run(self, "connections", build)
+    return _send_request_note(self, request_id, accepted=True)
 
 
 def _when(value: object) -> str:

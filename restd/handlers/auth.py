@@ -42,36 +42,30 @@ class SessionHandler(ApiHandler):
 
     def set_session_cookies(self, session: Session) -> None:
         s = self.ctx.settings
-        samesite = s.cookie_samesite.capitalize()
         if session.device_token is not None:
             # Kept across logouts on purpose: it names a device, not a session.
-            self.set_cookie(
+            self._set_http_only(
                 s.device_cookie_name,
                 session.device_token,
-                path=DEVICE_COOKIE_PATH,
-                httponly=True,
-                secure=s.cookie_secure,
-                samesite=samesite,
-                max_age=s.device_cookie_ttl_s,
+                DEVICE_COOKIE_PATH,
+                s.device_cookie_ttl_s,
             )
-        self.set_cookie(
-            s.access_cookie_name,
-            session.access_token,
-            path="/",
-            httponly=True,
-            secure=s.cookie_secure,
-            samesite=samesite,
-            max_age=s.jwt_access_ttl_s,
-        )
+        self._set_http_only(s.access_cookie_name, session.access_token, "/", s.jwt_access_ttl_s)
         # Sent only to the auth endpoints, which are the only ones that read it.
+        self._set_http_only(
+            s.refresh_cookie_name, session.refresh_token, REFRESH_COOKIE_PATH, s.jwt_refresh_ttl_s
+        )
+
+    def _set_http_only(self, name: str, value: str, path: str, max_age_s: int) -> None:
+        s = self.ctx.settings
         self.set_cookie(
-            s.refresh_cookie_name,
-            session.refresh_token,
-            path=REFRESH_COOKIE_PATH,
+            name,
+            value,
+            path=path,
             httponly=True,
             secure=s.cookie_secure,
-            samesite=samesite,
-            max_age=s.jwt_refresh_ttl_s,
+            samesite=s.cookie_samesite.capitalize(),
+            max_age=max_age_s,
         )
 
     def clear_session_cookies(self) -> None:
