@@ -17,8 +17,10 @@ import logging
 import random
 import time
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
+from aiodataloader import DataLoader
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
@@ -36,7 +38,7 @@ from chatd.session import Session
 from chatd.store import MessageStore, Skipped, StoredMessage
 from chatd.transitions import PresenceTransitions
 from core.auth import JWT_LEEWAY_S, TokenIssuer
-from core.relations import connections_of
+from core.relations import connections_of, contacts_of_many
 from core.runtime import Stores
 from core.sessions import Authenticator
 from core.settings import Settings
@@ -119,6 +121,7 @@ class Node:
         # Bounds the sockets being opened at once (hello's reads); the rest queue.
         self._admission = asyncio.Semaphore(settings.hello_concurrency)
         self._contacts: dict[str, list[str]] = {}  # per local user, for presence fan-out
+        self._contact_lists: DataLoader[str, list[str]] | None = None
         # Per local user: the other nodes holding sockets of that user. Live events
         # for a user held only here are served locally, with no Redis round trip.
         self._remote: dict[str, set[str]] = {}
@@ -208,7 +211,7 @@ class Node:
             try:
                 unread, contacts, _ = await asyncio.gather(
                     self.inbox.unread_total(user),
-                    connections_of(self.stores.db, user),
+                    self._contacts_of(user),
                     self._wait_subscribed(subscribed),
                 )
                 # Once subscribed: the head from the store (a commit on another node
@@ -231,8 +234,10 @@ class Node:
                 self.metrics.handshake_refusals.labels("revoked").inc()
                 session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
             return
-        # The first message to each contact then needs no store read of its own.
-        self.permissions.prime(user, contacts)
+        # The list is a cache (core/relations.py), so it answers presence, never
+        # permission: the user's cached pairs are dropped, and each is asked of
+        # connectionRequests again on its first message.
+        self.permissions.forget(user)
         self._contacts[user] = contacts
         session.greet(
             frames.hello(
@@ -255,6 +260,16 @@ class Node:
         self.metrics.open_sockets.inc()
         if first:
             self.transitions.arrived(user)
+
+    async def _contacts_of(self, user: str) -> list[str]:
+        """The user's contact list, read together with those of the sockets opening in
+        the same loop turn (one read by _id for all of them)."""
+        if self._contact_lists is None:
+            # Created on first use, inside the running loop the loader schedules on.
+            self._contact_lists = DataLoader(
+                partial(contacts_of_many, self.stores.db), cache=False, max_batch_size=500
+            )
+        return await self._contact_lists.load(user)
 
     def _abandon(self, session: Session) -> None:
         if self.hub.remove(session) and not self.hub.has_user(session.user_id):

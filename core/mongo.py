@@ -41,6 +41,9 @@ UNSUBSCRIBE_TOKENS = "unsubscribeTokens"
 # one unread total per user, so no connect or list ever counts messages.
 CONVERSATIONS = "conversations"
 UNREAD_COUNTS = "unreadCounts"
+# Each user's connections as one document keyed by the user, a cache of
+# connectionRequests that sockets opening together read in one $in (core/relations.py).
+CONTACT_LISTS = "contactLists"
 # What the feed showed and what came of it: the deployment's own training data.
 FEED_EVENTS = "feedEvents"
 FEED_EVENTS_TTL_S = 180 * 24 * 3600

@@ -19,6 +19,7 @@ from typing import Any
 from bson import ObjectId
 from pymongo import ReturnDocument
 
+from core import relations
 from core.ids import conversation_id, pair_key, parse_object_id
 from core.mongo import CONNECTION_REQUESTS, Doc
 from core.ratelimit import Rate
@@ -195,6 +196,7 @@ async def create_request(
     if reverse is None:
         await notify.connection_requested(ctx.redis, ctx.keys, _event(views[0]), origin, ctx.tasks)
     else:
+        await relations.contacts_changed(ctx.db, (me, to))
         await notify.connection_accepted(ctx.redis, ctx.keys, _event(views[1]), origin, ctx.tasks)
     await feed_relation_changed(ctx, me, to)
     await feed_outcome(ctx, "request", me, to)
@@ -228,6 +230,7 @@ async def answer_request(
         raise Conflict("This request is no longer pending.", code="not_pending")
     (view,) = await _views(ctx, [updated])
     if answer.status == ACCEPTED:
+        await relations.contacts_changed(ctx.db, (doc["fromUserId"], me))
         origin = ctx.bus_origin
         await notify.connection_accepted(ctx.redis, ctx.keys, _event(view), origin, ctx.tasks)
     await feed_relation_changed(ctx, doc["fromUserId"], me)
@@ -326,5 +329,6 @@ async def remove_connection(ctx: RestContext, me: str, other: str) -> None:
         changed = await end_pair(ctx, me, other, [ACCEPTED])
     if not changed:
         raise NotFound("You are not connected to this user.", code="not_connected")
+    await relations.contacts_changed(ctx.db, (me, other))
     await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.bus_origin)
     await feed_relation_changed(ctx, me, other)

@@ -13,6 +13,7 @@ from typing import Any
 from bson import ObjectId
 
 from chatd.app import RunningChatd, start_chatd
+from core import relations
 from core.auth import TokenIssuer
 from core.ids import pair_key
 from core.mongo import CONNECTION_REQUESTS, USERS
@@ -75,6 +76,8 @@ class Chat:
                 "pairKey": pair_key(a, b),
             }
         )
+        # What restd does after every change to a pair (domain/connections.py).
+        await relations.contacts_changed(self.stores.db, (a, b))
 
     async def pair(self) -> tuple[str, str]:
         a, b = await self.user("alice"), await self.user("bob")
@@ -86,7 +89,9 @@ class Chat:
 
 
 @asynccontextmanager
-async def running_chatd(settings: Settings) -> AsyncIterator[Chat]:
+async def running_chatd(settings: Settings, *, keep_data: bool = False) -> AsyncIterator[Chat]:
+    """A chatd node for one test; its database is dropped afterwards unless ``keep_data``
+    (a later node of the same test starts on yesterday's data)."""
     running = await start_chatd(settings)
     try:
         yield Chat(settings, running)
@@ -97,5 +102,7 @@ async def running_chatd(settings: Settings) -> AsyncIterator[Chat]:
             await asyncio.wait_for(running.server.close_all_connections(), 5)
         await asyncio.wait_for(running.stop_metrics(), 5)
         await asyncio.wait_for(running.node.close(), 15)
-        await asyncio.wait_for(running.node.stores.db.client.drop_database(settings.mongo_db), 15)
+        if not keep_data:
+            db = running.node.stores.db
+            await asyncio.wait_for(db.client.drop_database(settings.mongo_db), 15)
         await asyncio.wait_for(running.node.stores.close(), 15)

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = asyncio.run(compare(before, after, points, args.rounds, args.duration))
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"chatbench-ab-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps({"before": before, "after": after or "defaults", "runs": runs}, indent=1))
+    result = {"before": before, "after": after or "defaults", "runs": runs}
+    path.write_text(json.dumps(result, indent=1))
     print(f"chatbench-ab: wrote {path}")
     return 0
 

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
+from core import relations
 from core.auth import TokenIssuer
 from core.embedded import ManagedProcess, free_port, mongo_process, redis_process
 from core.ids import pair_key
@@ -231,6 +232,11 @@ async def _make_pairs(settings: Settings, pairs: int) -> list[tuple[str, str]]:
     ]
     for start in range(0, len(docs), 1000):
         await db.connectionRequests.insert_many(docs[start : start + 1000])
+    # As restd does after each accept: every user's contact list, built ahead of hello.
+    for start in range(0, len(ids), 200):
+        await asyncio.gather(
+            *(relations.contacts_changed(db, (u,)) for u in ids[start : start + 200])
+        )
     await client.close()
     return result
 
@@ -499,9 +505,10 @@ async def run_idle(
     concurrency: int = CONNECT_CONCURRENCY,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """N sockets connect (at most ``concurrency`` handshakes in flight), then sit idle.
+    """N sockets connect (at most ``concurrency`` handshakes in flight), all drop and
+    reconnect (``reconnect``: users the node has seen before), then sit idle.
 
-    Reports the connect time and rate, hello latency, chatd's memory per idle
+    Reports the connect and reconnect times and rates, hello latency, chatd's memory per idle
     socket (RSS with N open sockets minus RSS with one), and over an idle window
     of ``window_s`` (long enough for presence heartbeats and websocket pings):
     CPU of chatd, the store and Redis as a share of the core, the event loop's
@@ -531,6 +538,19 @@ async def run_idle(
         cpu_connect1 = stack.cpu_seconds()
         await asyncio.sleep(2.0)
         connected = _scrape(port)
+        # Day two: every socket drops at once (a node restart, a network blip) and
+        # comes back, for users the node has seen before.
+        for client in clients:
+            client.conn.close()
+        await asyncio.sleep(settings.presence_grace_s + 2.0)
+        reconnect0 = _scrape(port)
+        cpu_reconnect0 = stack.cpu_seconds()
+        started = time.perf_counter()
+        clients = await _connect_all([url], tokens, None, concurrency)
+        reconnect_s = time.perf_counter() - started
+        cpu_reconnect1 = stack.cpu_seconds()
+        await asyncio.sleep(2.0)
+        reconnected = _scrape(port)
         rss, _ = _proc_stats(stack.chatd.pid)
         cpu0 = stack.cpu_seconds()
         await asyncio.sleep(window_s)
@@ -542,9 +562,10 @@ async def run_idle(
         chatd_s, store_s, redis_s = (
             after - before for after, before in zip(cpu1, cpu0, strict=True)
         )
-        connect_cpu = [
-            after - before for after, before in zip(cpu_connect1, cpu_connect0, strict=True)
-        ]
+        connect_cpu, reconnect_cpu = (
+            [after - before for after, before in zip(end, start, strict=True)]
+            for end, start in ((cpu_connect1, cpu_connect0), (cpu_reconnect1, cpu_reconnect0))
+        )
         return {
             "sockets": len(clients),
             "connectConcurrency": concurrency,
@@ -557,6 +578,17 @@ async def run_idle(
             },
             "helloLatency": _histogram("chatd_hello_seconds", connected, connect0),
             "connectLoopLag": _histogram("chatd_loop_lag_seconds", connected, connect0),
+            "reconnect": {
+                "seconds": round(reconnect_s, 2),
+                "handshakesPerSecond": round(len(clients) / reconnect_s, 1),
+                "cpuSeconds": {
+                    "chatd": round(reconnect_cpu[0], 2),
+                    "store": round(reconnect_cpu[1], 2),
+                    "redis": round(reconnect_cpu[2], 2),
+                },
+                "helloLatency": _histogram("chatd_hello_seconds", reconnected, reconnect0),
+                "loopLag": _histogram("chatd_loop_lag_seconds", reconnected, reconnect0),
+            },
             "baseRssBytes": base_rss,
             "rssBytes": rss,
             "bytesPerIdleSocket": round(per_socket),
@@ -568,7 +600,7 @@ async def run_idle(
                 "redis": round(redis_s / window_s, 4),
                 "chatdAndStore": round((chatd_s + store_s) / window_s, 4),
             },
-            "idleLoopLag": _histogram("chatd_loop_lag_seconds", idle, connected),
+            "idleLoopLag": _histogram("chatd_loop_lag_seconds", idle, reconnected),
             "errors": _errors(idle),
         }
     finally:
