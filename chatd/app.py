@@ -22,6 +22,7 @@ from typing import Any
 import tornado.httpserver
 import tornado.web
 
+from chatd.heads import StreamHeads
 from chatd.inbox import Inbox
 from chatd.metrics import ChatMetrics
 from chatd.node import Node
@@ -85,6 +86,15 @@ def build_node(settings: Settings, stores: Stores, metrics: ChatMetrics) -> Node
         router=router,
     )
     store.attach(node)  # commits -> fan-out
+    if settings.stream_heads_in_redis:
+        store.keep_heads(
+            StreamHeads(
+                stores.redis,
+                stores.keys,
+                store.streams.max_seq,
+                on_error=lambda op: metrics.bus_errors.labels(op).inc(),
+            )
+        )
     router.attach(node)  # other nodes' events -> local sessions
     return node
 

@@ -46,6 +46,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatd.batch import Outcome, Pending, duplicate_field, written_message
+from chatd.heads import Heads, StreamHeads
 from chatd.inbox import Inbox
 from chatd.stored import (
     _LRU,
@@ -112,6 +113,8 @@ class MessageStore:
         self.min_interval_s = min_interval_s
         self.observe_batch = observe_batch
         self.listener: CommitListener = _NoListener()
+        # Where hello reads committed heads; None: from the store (chatd/heads.py).
+        self.heads: StreamHeads | None = None
         self._queue: list[Pending] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -156,6 +159,11 @@ class MessageStore:
     def attach(self, listener: CommitListener) -> None:
         """Hand every commit to ``listener`` (chatd/app.py wires the node here)."""
         self.listener = listener
+
+    def keep_heads(self, heads: StreamHeads) -> None:
+        """Record every commit's heads there before fanning it out, and read hello's
+        heads from there (chatd/app.py, unless ``stream_heads_in_redis`` is off)."""
+        self.heads = heads
 
     async def submit(
         self,
@@ -347,6 +355,9 @@ class MessageStore:
                     for m in stored
                 ]
             )
+        if self.heads is not None and (stored or skipped):
+            # Before anyone hears of the commit, here or on another node (chatd/heads.py).
+            await self.heads.record(_heads_of(stored, skipped))
         # Persist, then deliver, then ack.
         for message in stored:
             _advance(self._committed_in, message.to_user_id, message.in_seq)
@@ -417,15 +428,18 @@ class MessageStore:
                 heads.put(user, seq)
 
     async def committed_head(self, user_id: str) -> Cursor:
-        """The user's last committed positions, read from the store (both at once).
+        """The user's last committed positions, from the recorded heads or the store.
 
         Register the session for live delivery, and subscribe to the user's
         channel, before reading it: a commit here or on another node after the
         read then reaches the session, and one before it is inside the cursor.
         """
-        seqs = await asyncio.gather(
-            self.streams.max_seq("inKey", user_id), self.streams.max_seq("outKey", user_id)
-        )
+        if self.heads is not None:
+            seqs: tuple[int, int] | list[int] = await self.heads.read(user_id)
+        else:
+            seqs = await asyncio.gather(
+                self.streams.max_seq("inKey", user_id), self.streams.max_seq("outKey", user_id)
+            )
         for seq, committed, heads in zip(
             seqs,
             (self._committed_in, self._committed_out),
@@ -447,3 +461,17 @@ class MessageStore:
     async def read_streams(self, user_id: str, after: Cursor, limit: int) -> StreamRead:
         """Messages after ``after`` in both streams, each stream contiguous, merged by time."""
         return await self.streams.read_streams(user_id, after, limit)
+
+
+def _heads_of(stored: list[StoredMessage], skipped: list[Skipped]) -> Heads:
+    """The highest position each user's streams reached in one commit."""
+    heads: dict[str, list[int | None]] = {}
+    for user, inbound, seq in [
+        *((m.to_user_id, True, m.in_seq) for m in stored),
+        *((m.from_user_id, False, m.out_seq) for m in stored),
+        *((h.user_id, h.inbound, h.seq) for h in skipped),
+    ]:
+        entry = heads.setdefault(user, [None, None])
+        index = 0 if inbound else 1
+        entry[index] = max(entry[index] or 0, seq)
+    return {user: (entry[0], entry[1]) for user, entry in heads.items()}

@@ -27,6 +27,11 @@ class Keys:
     def last_seen(self, user_id: str) -> str:
         return f"{self.prefix}lastseen:{user_id}"
 
+    def stream_heads(self, user_id: str) -> str:
+        """Sorted set: "i"/"o" -> the user's last committed inbound/outbound stream
+        positions (chatd/heads.py)."""
+        return f"{self.prefix}heads:{user_id}"
+
     def offline_due(self) -> str:
         """Sorted set on each shard: user -> epoch second their unread-messages email is due.
 

@@ -173,6 +173,9 @@ class Settings(BaseSettings):
     # Under load, commits start at most this often, so batches grow (see chatd/store.py).
     persist_min_interval_ms: float = 4.0
     persist_timeout_s: float = 5.0
+    # hello reads committed stream heads from Redis (recorded by every commit before
+    # its fan-out; chatd/heads.py) instead of two store reads a socket. Needs Redis 6.2.
+    stream_heads_in_redis: bool = True
     # Conversation summaries and unread counters are written at most this often,
     # one update per conversation and recipient however many messages it carries
     # (see chatd/inbox.py); a reader on the node hurries it.
