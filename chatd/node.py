@@ -234,10 +234,9 @@ class Node:
                 self.metrics.handshake_refusals.labels("revoked").inc()
                 session.disconnect(CloseCode.LOGGED_OUT, "logged out everywhere")
             return
-        # The list is a cache (core/relations.py), so it answers presence, never
-        # permission: the user's cached pairs are dropped, and each is asked of
-        # connectionRequests again on its first message.
-        self.permissions.forget(user)
+        # The first message to each contact then needs no store read of its own (the
+        # list stands only when read after the last change, core/relations.py).
+        self.permissions.prime(user, contacts)
         self._contacts[user] = contacts
         session.greet(
             frames.hello(

@@ -35,8 +35,8 @@ class Permissions:
             return hit[0]
         allowed = await are_connected(self.db, sender, recipient)
         self._cache[key] = (allowed, now + self.ttl_s)
-        # The sender is connected here, so its next hello on this node forgets (or a
-        # connection change primes) its pairs: tracking the sender's side is enough.
+        # The sender is connected here, so its next hello on this node primes (and
+        # cleans) its pairs: tracking the sender's side is enough.
         if len(self._pairs_of) < MAX_CACHED_PAIRS:
             self._pairs_of.setdefault(sender, set()).add(recipient)
         self._cache.move_to_end(key)
@@ -59,13 +59,6 @@ class Permissions:
         self._pairs_of[user] = current
         while len(self._cache) > MAX_CACHED_PAIRS:
             self._cache.popitem(last=False)
-
-    def forget(self, user: str) -> None:
-        """Drop every cached pair of the user: a block placed while neither socket was
-        on this node (so its invalidation never reached us) cannot outlive the user's
-        next hello here."""
-        for other in self._pairs_of.pop(user, set()):
-            self._cache.pop(pair_key(user, other), None)
 
     def invalidate(self, user_a: str, user_b: str) -> None:
         self._cache.pop(pair_key(user_a, user_b), None)

@@ -5,28 +5,35 @@ has status ``accepted``. Removing a connection sets it to ``removed``; a block
 (``blocks``) removes the connection as well, so connected pairs are never blocked.
 
 **Contact lists.** A user's connections are also kept as one document keyed by
-the user (``contactLists``: ``{_id, ver, ids, builtAtMs}``), so that many sockets
-opening at once read theirs in one ``$in`` by ``_id`` (the only ``$in`` the
-embedded store serves from an index) instead of two index reads each. It is a
-cache of ``connectionRequests``, never the authority: who may message whom is
-still asked of ``connectionRequests`` (chatd/permissions.py).
+the user (``contactLists``: ``{_id, ver, ids, builtAtMs, changes}``), so that
+many sockets opening at once read theirs in one ``$in`` by ``_id`` (the only
+``$in`` the embedded store serves from an index) instead of two index reads
+each. It is a cache of ``connectionRequests``, kept exact enough to decide
+permissions from:
 
-- Every change to a pair's accepted state calls ``contacts_changed`` after its
-  write: it bumps each user's ``ver`` and drops ``ids``, then rebuilds ``ids``
-  from ``connectionRequests`` with a write that holds only if ``ver`` is still
-  the one it bumped to. The rebuild of the last bump reads after every change
-  before it, so a list that stands is never older than the last change.
-- A reader that finds no list (a user from before lists existed, or a rebuild
-  that did not finish) rebuilds it the same way, at the current ``ver``.
-- A list older than ``CONTACT_LIST_TTL_S`` is rebuilt too, which bounds the one
-  staleness left: a writer that stopped between its change and its bump.
+- Every write that may change whether two users are connected runs inside
+  ``changing_contacts``: before it, each user's ``ver`` goes up, a token of the
+  change (``"<until ms>:<random>"``) joins ``changes`` and ``ids`` is dropped;
+  after it (always), the token leaves, ``ver`` goes up again, and the list is
+  rebuilt from ``connectionRequests``.
+- A rebuild writes ``ids`` only at the ``ver`` it read, and only when it read no
+  change in flight. So ``ids`` exists only when it was read after the last
+  change committed, and any later change drops it before writing.
+- A reader that finds no list rebuilds it the same way; while a change is in
+  flight it uses what it read without keeping it.
+- A change that never finished (its writer died) counts as in flight until the
+  time in its token, ``CHANGE_WINDOW_S`` on; then a reader removes that token
+  and rebuilds (a late writer's own removal of it is then a no-op).
+- Every list is rebuilt after ``CONTACT_LIST_TTL_S``, whatever happened.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -37,6 +44,8 @@ from core.mongo import CONNECTION_REQUESTS, CONTACT_LISTS, Doc
 
 ACCEPTED = "accepted"
 CONTACT_LIST_TTL_S = 24 * 3600
+# A change to a pair is in flight for at most this long (its writer may have died).
+CHANGE_WINDOW_S = 60
 CONTACTS_LIMIT = 5000
 
 
@@ -64,30 +73,46 @@ async def connections_of(
     return others
 
 
-async def contacts_changed(db: AsyncDatabase[Doc], users: Iterable[str]) -> None:
-    """After a write that changed whether these users are connected: bump and rebuild
-    each one's contact list (see the module's docstring)."""
-    for user in dict.fromkeys(users):
-        bumped = await db[CONTACT_LISTS].find_one_and_update(
+@asynccontextmanager
+async def changing_contacts(db: AsyncDatabase[Doc], users: Iterable[str]) -> AsyncIterator[None]:
+    """Around a write that may change whether these users are connected: no list of
+    theirs stands while it is in flight, and theirs are rebuilt after it."""
+    users = list(dict.fromkeys(users))
+    token = f"{_now_ms() + CHANGE_WINDOW_S * 1000}:{secrets.token_hex(6)}"
+    for user in users:
+        await db[CONTACT_LISTS].update_one(
             {"_id": user},
-            {"$inc": {"ver": 1}, "$unset": {"ids": ""}},
-            projection={"ver": 1},
+            {"$inc": {"ver": 1}, "$unset": {"ids": ""}, "$addToSet": {"changes": token}},
+            upsert=True,
+        )
+    try:
+        yield
+    finally:
+        await _changed(db, users, {"$pull": {"changes": token}})
+
+
+async def contacts_changed(db: AsyncDatabase[Doc], users: Iterable[str]) -> None:
+    """After connectionRequests were written with no change in flight (a seed, a
+    migration): rebuild these users' lists."""
+    await _changed(db, list(dict.fromkeys(users)), {})
+
+
+async def _changed(db: AsyncDatabase[Doc], users: list[str], update: Doc) -> None:
+    for user in users:
+        doc = await db[CONTACT_LISTS].find_one_and_update(
+            {"_id": user},
+            {"$inc": {"ver": 1}, "$unset": {"ids": ""}, **update},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
-        await _rebuild(db, user, int(bumped["ver"]) if bumped else 0)
+        await _rebuild_missing(db, user, doc)
 
 
 async def contacts_of_many(db: AsyncDatabase[Doc], users: list[str]) -> list[list[str]]:
     """The contacts of each user, in order: one read by ``_id`` for all of them, and a
     rebuild from ``connectionRequests`` for each one without a current list."""
     wanted = list(dict.fromkeys(users))
-    found = {
-        str(doc["_id"]): doc
-        async for doc in db[CONTACT_LISTS].find(
-            {"_id": {"$in": wanted}}, projection={"ids": 1, "ver": 1, "builtAtMs": 1}
-        )
-    }
+    found = {str(doc["_id"]): doc async for doc in db[CONTACT_LISTS].find({"_id": {"$in": wanted}})}
     oldest_ms = _now_ms() - CONTACT_LIST_TTL_S * 1000
     lists: dict[str, list[str]] = {}
     missing: list[tuple[str, Doc | None]] = []
@@ -107,22 +132,41 @@ def _current(doc: Doc, oldest_ms: int) -> bool:
 
 
 async def _rebuild_missing(db: AsyncDatabase[Doc], user: str, doc: Doc | None) -> list[str]:
+    """Rebuild the list from ``doc`` as read (None: there is none yet)."""
+    lists = db[CONTACT_LISTS]
     if doc is None:
         # No list yet: create the version it will be built at (a concurrent bump wins).
         try:
-            await db[CONTACT_LISTS].insert_one({"_id": user, "ver": 0})
+            await lists.insert_one({"_id": user, "ver": 0})
+            doc = {"_id": user, "ver": 0}
         except DuplicateKeyError:
-            doc = await db[CONTACT_LISTS].find_one({"_id": user}, projection={"ver": 1})
-    return await _rebuild(db, user, int(doc.get("ver") or 0) if doc else 0)
-
-
-async def _rebuild(db: AsyncDatabase[Doc], user: str, ver: int) -> list[str]:
-    """Read the user's connections and keep them as the list if ``ver`` still stands."""
+            doc = await lists.find_one({"_id": user})
+            if doc is None:
+                return await connections_of(db, user)
+    ver = int(doc.get("ver") or 0)
+    now_ms = _now_ms()
+    changes = [str(t) for t in doc.get("changes") or []]
+    if any(_until_ms(t) > now_ms for t in changes):
+        return await connections_of(db, user)  # a change in flight: use, do not keep
+    if changes:
+        # Changes whose writers died: remove their tokens at the version read.
+        cleared = await lists.find_one_and_update(
+            {"_id": user, "ver": ver},
+            {"$pull": {"changes": {"$in": changes}}, "$inc": {"ver": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if cleared is None:
+            return await connections_of(db, user)  # someone else moved it: do not keep
+        ver = int(cleared["ver"])
     ids = await connections_of(db, user)
-    await db[CONTACT_LISTS].update_one(
+    await lists.update_one(
         {"_id": user, "ver": ver}, {"$set": {"ids": ids, "builtAtMs": _now_ms()}}
     )
     return ids
+
+
+def _until_ms(token: str) -> int:
+    return int(token.partition(":")[0] or 0)
 
 
 def _now_ms() -> int:

@@ -40,8 +40,8 @@ async def block(ctx: RestContext, me: str, other: str) -> None:
                 }
             )
         # Pending requests either way end too, so neither side sees a stale request.
-        await end_pair(ctx, me, other, [ACCEPTED, PENDING])
-    await relations.contacts_changed(ctx.db, (me, other))
+        async with relations.changing_contacts(ctx.db, (me, other)):
+            await end_pair(ctx, me, other, [ACCEPTED, PENDING])
     await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.bus_origin)
     await feed_relation_changed(ctx, me, other)
 

@@ -183,20 +183,22 @@ async def create_request(
             "updatedAt": now,
             "pairKey": pair,
         }
-        if reverse is not None:
+        if reverse is None:
+            doc["_id"] = (await requests.insert_one(doc)).inserted_id
+        else:
             # Both asked: the earlier request is accepted and this one recorded as accepted.
-            await requests.update_one(
-                {"_id": reverse["_id"], "status": PENDING},
-                {"$set": {"status": ACCEPTED, "updatedAt": now}},
-            )
-            reverse.update(status=ACCEPTED, updatedAt=now)
-        doc["_id"] = (await requests.insert_one(doc)).inserted_id
+            async with relations.changing_contacts(ctx.db, (me, to)):
+                await requests.update_one(
+                    {"_id": reverse["_id"], "status": PENDING},
+                    {"$set": {"status": ACCEPTED, "updatedAt": now}},
+                )
+                reverse.update(status=ACCEPTED, updatedAt=now)
+                doc["_id"] = (await requests.insert_one(doc)).inserted_id
     views = await _views(ctx, [doc] if reverse is None else [doc, reverse])
     origin = ctx.bus_origin
     if reverse is None:
         await notify.connection_requested(ctx.redis, ctx.keys, _event(views[0]), origin, ctx.tasks)
     else:
-        await relations.contacts_changed(ctx.db, (me, to))
         await notify.connection_accepted(ctx.redis, ctx.keys, _event(views[1]), origin, ctx.tasks)
     await feed_relation_changed(ctx, me, to)
     await feed_outcome(ctx, "request", me, to)
@@ -220,7 +222,10 @@ async def answer_request(
     doc = await _request_for(ctx, me, request_id)
     if doc["toUserId"] != me:
         raise Forbidden("Only the recipient can answer a request.", code="not_recipient")
-    async with pair_lock(ctx, doc["pairKey"]):
+    async with (
+        pair_lock(ctx, doc["pairKey"]),
+        relations.changing_contacts(ctx.db, (doc["fromUserId"], me)),
+    ):
         updated = await ctx.db[CONNECTION_REQUESTS].find_one_and_update(
             {"_id": doc["_id"], "toUserId": me, "status": PENDING},
             {"$set": {"status": answer.status, "updatedAt": _now()}},
@@ -230,7 +235,6 @@ async def answer_request(
         raise Conflict("This request is no longer pending.", code="not_pending")
     (view,) = await _views(ctx, [updated])
     if answer.status == ACCEPTED:
-        await relations.contacts_changed(ctx.db, (doc["fromUserId"], me))
         origin = ctx.bus_origin
         await notify.connection_accepted(ctx.redis, ctx.keys, _event(view), origin, ctx.tasks)
     await feed_relation_changed(ctx, doc["fromUserId"], me)
@@ -325,10 +329,12 @@ async def end_pair(ctx: RestContext, me: str, other: str, statuses: list[str]) -
 async def remove_connection(ctx: RestContext, me: str, other: str) -> None:
     if parse_object_id(other) is None or other == me:
         raise NotFound("You are not connected to this user.", code="not_connected")
-    async with pair_lock(ctx, pair_key(me, other)):
+    async with (
+        pair_lock(ctx, pair_key(me, other)),
+        relations.changing_contacts(ctx.db, (me, other)),
+    ):
         changed = await end_pair(ctx, me, other, [ACCEPTED])
     if not changed:
         raise NotFound("You are not connected to this user.", code="not_connected")
-    await relations.contacts_changed(ctx.db, (me, other))
     await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.bus_origin)
     await feed_relation_changed(ctx, me, other)

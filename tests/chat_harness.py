@@ -65,19 +65,19 @@ class Chat:
 
     async def connect_users(self, a: str, b: str, status: str = "accepted") -> None:
         now = datetime.now(UTC)
-        await self.stores.db[CONNECTION_REQUESTS].insert_one(
-            {
-                "fromUserId": a,
-                "toUserId": b,
-                "status": status,
-                "message": "",
-                "createdAt": now,
-                "updatedAt": now,
-                "pairKey": pair_key(a, b),
-            }
-        )
-        # What restd does after every change to a pair (domain/connections.py).
-        await relations.contacts_changed(self.stores.db, (a, b))
+        # As restd writes every change to a pair (domain/connections.py).
+        async with relations.changing_contacts(self.stores.db, (a, b)):
+            await self.stores.db[CONNECTION_REQUESTS].insert_one(
+                {
+                    "fromUserId": a,
+                    "toUserId": b,
+                    "status": status,
+                    "message": "",
+                    "createdAt": now,
+                    "updatedAt": now,
+                    "pairKey": pair_key(a, b),
+                }
+            )
 
     async def pair(self) -> tuple[str, str]:
         a, b = await self.user("alice"), await self.user("bob")

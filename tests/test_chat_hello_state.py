@@ -65,26 +65,41 @@ async def test_a_list_missing_or_built_before_a_change_is_never_served(settings:
         # A rebuild that read before a change cannot land after it: its version is gone.
         stale = await db[CONTACT_LISTS].find_one({"_id": alice})
         await chat.connect_users(alice, carol)  # bumps the version and rebuilds
-        await relations._rebuild(db, alice, int(stale["ver"]))  # the late, stale rebuild
+        await relations._rebuild_missing(db, alice, stale)  # a late rebuild, from before
         assert set((await db[CONTACT_LISTS].find_one({"_id": alice}))["ids"]) == {bob, carol}
         # Many sockets opening at once each get their own list.
         clients = await asyncio.gather(*(chat.client(u) for u in (alice, bob, carol)))
         assert [presence_of(c.hello) for c in clients] == [{bob, carol}, {alice}, {alice}]
 
 
-async def test_a_stale_list_shows_presence_but_never_permits_a_message(settings: Settings) -> None:
-    """A writer that stopped between its change and the list's rebuild leaves a list
-    naming a removed contact: presence may show them, messaging must not."""
+async def test_no_list_stands_while_a_change_is_in_flight(settings: Settings) -> None:
+    """The list decides permissions, so it must never be older than a committed change:
+    none is kept while a change is in flight, and a change whose writer died is cleared
+    once its window has passed."""
     async with running_chatd(settings) as chat:
         db = chat.stores.db
+        lists = db[CONTACT_LISTS]
         alice, bob = await chat.pair()
-        await db.connectionRequests.update_many({}, {"$set": {"status": "removed"}})
-        a = await chat.client(alice)
-        assert presence_of(a.hello) == {bob}  # the list is stale
-        temp = await a.private_message(bob, "still there?")
-        err = await a.wait_for("error")
-        assert (err["code"], err["tempId"]) == ("not-connected", temp)
+        async with relations.changing_contacts(db, (alice, bob)):
+            assert "ids" not in await lists.find_one({"_id": alice})
+            await db.connectionRequests.update_many({}, {"$set": {"status": "removed"}})
+            # A hello now reads connectionRequests itself and keeps nothing.
+            a = await chat.client(alice)
+            assert presence_of(a.hello) == set()
+            assert "ids" not in await lists.find_one({"_id": alice})
+            temp = await a.private_message(bob, "still there?")
+            err = await a.wait_for("error")
+            assert (err["code"], err["tempId"]) == ("not-connected", temp)
+        assert (await lists.find_one({"_id": alice}))["ids"] == []
         assert await db.messages.count_documents({}) == 0
+
+        # A writer that died inside its change: its token outlives it until its time.
+        await lists.update_one(
+            {"_id": bob}, {"$unset": {"ids": ""}, "$addToSet": {"changes": "1:dead"}}
+        )
+        assert await relations.contacts_of_many(db, [bob]) == [[]]
+        doc = await lists.find_one({"_id": bob})
+        assert doc["ids"] == [] and doc["changes"] == []
 
 
 async def _heads(chat: object, user: str) -> dict[bytes, float]:
