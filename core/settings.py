@@ -149,9 +149,8 @@ class Settings(BaseSettings):
     sync_burst: int = Field(default=20, ge=1)
     ping_rate_per_s: float = Field(default=2.0, gt=0)
     ping_burst: int = Field(default=10, ge=1)
-    # Sockets one user may hold on one node (phones, tabs, laptops); one more is
-    # closed with 4003. Handshakes per user are budgeted too, so a client stuck in a
-    # reconnect loop cannot monopolise admission.
+    # Sockets one user may hold on a node (one more closes with 4003), and handshakes
+    # per user, so a client stuck in a reconnect loop cannot monopolise admission.
     max_sockets_per_user: int = Field(default=20, ge=1)
     handshake_rate_per_s: float = Field(default=2.0, gt=0)
     handshake_burst: int = Field(default=20, ge=1)
@@ -173,18 +172,14 @@ class Settings(BaseSettings):
     # Under load, commits start at most this often, so batches grow (see chatd/store.py).
     persist_min_interval_ms: float = 4.0
     persist_timeout_s: float = 5.0
-    # hello reads committed stream heads from Redis (recorded by every commit before
-    # its fan-out; chatd/heads.py) instead of two store reads a socket. Needs Redis 6.2.
-    stream_heads_in_redis: bool = True
-    # Conversation summaries and unread counters are written at most this often,
-    # one update per conversation and recipient however many messages it carries
-    # (see chatd/inbox.py); a reader on the node hurries it.
+    stream_heads_in_redis: bool = True  # hello's heads from Redis (chatd/heads.py)
+    # Conversation summaries and unread counters are written at most this often, one
+    # update per conversation and recipient (chatd/inbox.py); a reader hurries it.
     inbox_flush_interval_ms: float = Field(default=50.0, gt=0, le=5000)
     # Under load (500 messages a second or more since the last flush) the next waits
     # this long instead, so that one update carries more messages per conversation.
     inbox_busy_flush_interval_ms: float = Field(default=1000.0, gt=0, le=5000)
-    # An offline recipient's "you have unread messages" email waits this long.
-    offline_email_quiet_s: float = 300.0
+    offline_email_quiet_s: float = 300.0  # before an offline recipient's unread email
     sync_limit_max: int = 500
     drain_timeout_s: float = 10.0
     drain_batches: int = 10
@@ -198,8 +193,7 @@ class Settings(BaseSettings):
     # routes. Other JSON bodies (a profile with its bio and links) fit 64 KiB.
     auth_body_max_bytes: int = Field(default=8 * 1024, ge=1024)
     json_body_max_bytes: int = Field(default=64 * 1024, ge=1024)
-    # PhonePe's callbacks are a few KiB (an order and its payment attempts); the
-    # margin covers many attempts and metadata without letting a caller post megabytes.
+    # PhonePe's callbacks are a few KiB (an order, its attempts): room, not megabytes.
     phonepe_webhook_body_max_bytes: int = Field(default=128 * 1024, ge=1024)
     # A body must arrive whole within this long, or the connection is closed: a
     # client trickling bytes cannot hold a connection and its buffer for ever.

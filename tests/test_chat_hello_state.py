@@ -13,6 +13,7 @@ import asyncio
 from core import relations
 from core.mongo import CONTACT_LISTS
 from core.settings import Settings
+from proto.client import ChatClient
 from tests.chat_harness import running_chatd
 from tests.harness import Services, make_settings
 from tests.restd_harness import running_restd
@@ -102,6 +103,12 @@ async def test_no_list_stands_while_a_change_is_in_flight(settings: Settings) ->
         assert doc["ids"] == [] and doc["changes"] == []
 
 
+async def _send(sender: ChatClient, to: str, texts: list[str]) -> None:
+    for text in texts:
+        temp = await sender.private_message(to, text)
+        await sender.wait_for("message-delivered", lambda d, t=temp: d["tempId"] == t)
+
+
 async def _heads(chat: object, user: str) -> dict[bytes, float]:
     redis = chat.stores.redis.for_user(user)  # type: ignore[attr-defined]
     key = chat.stores.keys.stream_heads(user)  # type: ignore[attr-defined]
@@ -111,10 +118,7 @@ async def _heads(chat: object, user: str) -> dict[bytes, float]:
 async def test_heads_recorded_by_commits_give_hello_the_exact_cursor(settings: Settings) -> None:
     async with running_chatd(settings, keep_data=True) as chat:
         alice, bob = await chat.pair()
-        a = await chat.client(alice)
-        for i in range(3):
-            temp = await a.private_message(bob, f"m{i}")
-            await a.wait_for("message-delivered", lambda d, t=temp: d["tempId"] == t)
+        await _send(await chat.client(alice), bob, ["m0", "m1", "m2"])
         # A commit records only the streams it moved (alice's hello recorded hers).
         assert await _heads(chat, bob) == {b"i": 3.0}
         assert await _heads(chat, alice) == {b"i": 0.0, b"o": 3.0}
@@ -136,10 +140,7 @@ async def test_a_head_left_behind_by_a_failed_record_loses_nothing(settings: Set
     is then behind, and the positions after it still reach the socket, in order."""
     async with running_chatd(settings, keep_data=True) as chat:
         alice, bob = await chat.pair()
-        a = await chat.client(alice)
-        for i in range(3):
-            temp = await a.private_message(bob, f"m{i}")
-            await a.wait_for("message-delivered", lambda d, t=temp: d["tempId"] == t)
+        await _send(await chat.client(alice), bob, ["m0", "m1", "m2"])
     async with running_chatd(settings) as chat:  # a node that has not seen them
         redis = chat.stores.redis.for_user(bob)
         await redis.zadd(chat.stores.keys.stream_heads(bob), {"i": 1})  # behind by two

@@ -530,27 +530,32 @@ async def run_idle(
         await asyncio.sleep(0.5)
         base_rss, _ = _proc_stats(stack.chatd.pid)
         tokens = [issuer.issue_access(u) for pair in pairs for u in pair]
-        connect0 = _scrape(port)
-        cpu_connect0 = stack.cpu_seconds()
-        started = time.perf_counter()
-        clients = await _connect_all([url], tokens, None, concurrency)
-        connect_s = time.perf_counter() - started
-        cpu_connect1 = stack.cpu_seconds()
-        await asyncio.sleep(2.0)
-        connected = _scrape(port)
+
+        async def storm() -> tuple[list[ChatClient], float, Any, Any, Any, Any]:
+            """Every socket connects: the clients, the seconds it took, and chatd's CPU
+            and metrics before and after."""
+            scraped0, cpu0 = _scrape(port), stack.cpu_seconds()
+            started = time.perf_counter()
+            clients = await _connect_all([url], tokens, None, concurrency)
+            seconds = time.perf_counter() - started
+            cpu1 = stack.cpu_seconds()
+            await asyncio.sleep(2.0)
+            return clients, seconds, cpu0, cpu1, scraped0, _scrape(port)
+
+        clients, connect_s, cpu_connect0, cpu_connect1, connect0, connected = await storm()
         # Day two: every socket drops at once (a node restart, a network blip) and
         # comes back, for users the node has seen before.
         for client in clients:
             client.conn.close()
         await asyncio.sleep(settings.presence_grace_s + 2.0)
-        reconnect0 = _scrape(port)
-        cpu_reconnect0 = stack.cpu_seconds()
-        started = time.perf_counter()
-        clients = await _connect_all([url], tokens, None, concurrency)
-        reconnect_s = time.perf_counter() - started
-        cpu_reconnect1 = stack.cpu_seconds()
-        await asyncio.sleep(2.0)
-        reconnected = _scrape(port)
+        (
+            clients,
+            reconnect_s,
+            cpu_reconnect0,
+            cpu_reconnect1,
+            reconnect0,
+            reconnected,
+        ) = await storm()
         rss, _ = _proc_stats(stack.chatd.pid)
         cpu0 = stack.cpu_seconds()
         await asyncio.sleep(window_s)
@@ -562,30 +567,24 @@ async def run_idle(
         chatd_s, store_s, redis_s = (
             after - before for after, before in zip(cpu1, cpu0, strict=True)
         )
-        connect_cpu, reconnect_cpu = (
-            [after - before for after, before in zip(end, start, strict=True)]
-            for end, start in ((cpu_connect1, cpu_connect0), (cpu_reconnect1, cpu_reconnect0))
-        )
+
+        def cpu_between(start: tuple[float, ...], end: tuple[float, ...]) -> dict[str, float]:
+            spent = (after - before for after, before in zip(end, start, strict=True))
+            names = ("chatd", "store", "redis")
+            return {name: round(s, 2) for name, s in zip(names, spent, strict=True)}
+
         return {
             "sockets": len(clients),
             "connectConcurrency": concurrency,
             "connectSeconds": round(connect_s, 2),
             "handshakesPerSecond": round(len(clients) / connect_s, 1),
-            "connectCpuSeconds": {
-                "chatd": round(connect_cpu[0], 2),
-                "store": round(connect_cpu[1], 2),
-                "redis": round(connect_cpu[2], 2),
-            },
+            "connectCpuSeconds": cpu_between(cpu_connect0, cpu_connect1),
             "helloLatency": _histogram("chatd_hello_seconds", connected, connect0),
             "connectLoopLag": _histogram("chatd_loop_lag_seconds", connected, connect0),
             "reconnect": {
                 "seconds": round(reconnect_s, 2),
                 "handshakesPerSecond": round(len(clients) / reconnect_s, 1),
-                "cpuSeconds": {
-                    "chatd": round(reconnect_cpu[0], 2),
-                    "store": round(reconnect_cpu[1], 2),
-                    "redis": round(reconnect_cpu[2], 2),
-                },
+                "cpuSeconds": cpu_between(cpu_reconnect0, cpu_reconnect1),
                 "helloLatency": _histogram("chatd_hello_seconds", reconnected, reconnect0),
                 "loopLag": _histogram("chatd_loop_lag_seconds", reconnected, reconnect0),
             },
