@@ -505,8 +505,8 @@ async def run_idle(
     concurrency: int = CONNECT_CONCURRENCY,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """N sockets connect (at most ``concurrency`` handshakes in flight), all drop and
-    reconnect (``reconnect``: users the node has seen before), then sit idle.
+    """N sockets connect (at most ``concurrency`` handshakes in flight) and sit idle,
+    then all drop and reconnect (``reconnect``: users the node has seen before).
 
     Reports the connect and reconnect times and rates, hello latency, chatd's memory per idle
     socket (RSS with N open sockets minus RSS with one), and over an idle window
@@ -543,6 +543,12 @@ async def run_idle(
             return clients, seconds, cpu0, cpu1, scraped0, _scrape(port)
 
         clients, connect_s, cpu_connect0, cpu_connect1, connect0, connected = await storm()
+        rss, _ = _proc_stats(stack.chatd.pid)
+        cpu0 = stack.cpu_seconds()
+        await asyncio.sleep(window_s)
+        cpu1 = stack.cpu_seconds()
+        idle = _scrape(port)
+        per_socket = (rss - base_rss) / len(clients)
         # Day two: every socket drops at once (a node restart, a network blip) and
         # comes back, for users the node has seen before.
         for client in clients:
@@ -556,14 +562,8 @@ async def run_idle(
             reconnect0,
             reconnected,
         ) = await storm()
-        rss, _ = _proc_stats(stack.chatd.pid)
-        cpu0 = stack.cpu_seconds()
-        await asyncio.sleep(window_s)
-        cpu1 = stack.cpu_seconds()
-        idle = _scrape(port)
         for client in [warm, *clients]:
             client.conn.close()
-        per_socket = (rss - base_rss) / len(clients)
         chatd_s, store_s, redis_s = (
             after - before for after, before in zip(cpu1, cpu0, strict=True)
         )
@@ -587,6 +587,7 @@ async def run_idle(
                 "cpuSeconds": cpu_between(cpu_reconnect0, cpu_reconnect1),
                 "helloLatency": _histogram("chatd_hello_seconds", reconnected, reconnect0),
                 "loopLag": _histogram("chatd_loop_lag_seconds", reconnected, reconnect0),
+                "errorsSinceStart": _errors(reconnected),
             },
             "baseRssBytes": base_rss,
             "rssBytes": rss,
@@ -599,7 +600,7 @@ async def run_idle(
                 "redis": round(redis_s / window_s, 4),
                 "chatdAndStore": round((chatd_s + store_s) / window_s, 4),
             },
-            "idleLoopLag": _histogram("chatd_loop_lag_seconds", idle, reconnected),
+            "idleLoopLag": _histogram("chatd_loop_lag_seconds", idle, connected),
             "errors": _errors(idle),
         }
     finally:
