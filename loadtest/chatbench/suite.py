@@ -105,6 +105,12 @@ async def suite(quick: bool) -> dict[str, Any]:
         "errors": idle["errors"],
         "met": idle["connectSeconds"] <= 11.0 and not idle["errors"],
     }
+    reconnect = idle["reconnect"]
+    objectives[f"{many} dropped and reconnected in <= 11 s, no pool error"] = {
+        "measured": reconnect["seconds"],
+        "errors": reconnect["errorsSinceStart"],
+        "met": reconnect["seconds"] <= 11.0 and not reconnect["errorsSinceStart"],
+    }
     objectives[f"{many} idle: chatd + store < 10% of the core"] = {
         "measured": share,
         "met": share < 0.10,
