@@ -90,15 +90,13 @@ class StreamHeads:
     async def _write(self, heads: Heads) -> None:
         """One script call a shard, whatever the batch holds (a pipeline of two commands
         a user cost chatd ~60 us of CPU a message to pack and parse)."""
-        by_shard: dict[int, list[tuple[str, tuple[int | None, int | None]]]] = {}
-        for user, seqs in heads.items():
-            by_shard.setdefault(self.redis.index_for(user), []).append((user, seqs))
-        for shard, entries in by_shard.items():
+        for shard, users in self.redis.by_shard(heads).items():
             args: list[int | str] = [KEEP_S]
-            for _, (inbound, outbound) in entries:
+            for user in users:
+                inbound, outbound = heads[user]
                 args += ["" if inbound is None else inbound, "" if outbound is None else outbound]
             await self._raise(
-                keys=[self.keys.stream_heads(user) for user, _ in entries],
+                keys=[self.keys.stream_heads(user) for user in users],
                 args=args,
                 client=self.redis.clients[shard],
             )
@@ -117,10 +115,7 @@ class StreamHeads:
         wanted = list(dict.fromkeys(users))
         found: dict[str, list[float | None]] = {}
         try:
-            by_shard: dict[int, list[str]] = {}
-            for user in wanted:
-                by_shard.setdefault(self.redis.index_for(user), []).append(user)
-            for shard, shard_users in by_shard.items():
+            for shard, shard_users in self.redis.by_shard(wanted).items():
                 pipe = self.redis.clients[shard].pipeline(transaction=False)
                 for user in shard_users:
                     pipe.zmscore(self.keys.stream_heads(user), [INBOUND, OUTBOUND])
@@ -129,20 +124,21 @@ class StreamHeads:
             self.on_error("heads-read")  # every head from the store, as before Redis had them
         heads = await asyncio.gather(*(self._complete(u, found.get(u)) for u in wanted))
         by_user = dict(zip(wanted, heads, strict=True))
+        # What came from the store is recorded, zeros too (an empty stream), in one
+        # call for the whole turn; a commit's higher head wins (ZADD GT).
+        loaded = [u for u in wanted if None in (found.get(u) or [None])]
+        if loaded:
+            await self.record({u: by_user[u] for u in loaded})
         return [by_user[u] for u in users]
 
     async def _complete(self, user: str, scores: list[float | None] | None) -> tuple[int, int]:
-        """The heads Redis had, and the store's for those it did not (then recorded)."""
+        """The heads Redis had, and the store's for those it did not."""
         inbound, outbound = scores if scores else (None, None)
-        if inbound is not None and outbound is not None:
-            return int(inbound), int(outbound)
 
         async def head(score: float | None, field: str) -> int:
             return int(score) if score is not None else await self.load(field, user)
 
         heads = await asyncio.gather(head(inbound, "inKey"), head(outbound, "outKey"))
-        # Zero too: an empty stream is recorded as such (a commit's higher head wins).
-        await self.record({user: (heads[0], heads[1])})
         return heads[0], heads[1]
 
 

@@ -64,7 +64,7 @@ class Presence:
         now = time.time()
         value = claim_value(int(now + self.ttl_s), self.incarnation)
         others: dict[str, set[str]] = {}
-        for shard, users in self._by_shard(user_ids).items():
+        for shard, users in self.redis.by_shard(user_ids).items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
             for user in users:
                 key = self.keys.presence(user)
@@ -82,7 +82,7 @@ class Presence:
         online on another node."""
         now = time.time()
         elsewhere: set[str] = set()
-        for shard, users in self._by_shard(user_ids).items():
+        for shard, users in self.redis.by_shard(user_ids).items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
             for user in users:
                 key = self.keys.presence(user)
@@ -95,12 +95,6 @@ class Presence:
                 user for i, user in enumerate(users) if holders(replies[3 * i + 1], leases, now)
             }
         return elsewhere
-
-    def _by_shard(self, user_ids: Iterable[str]) -> dict[int, list[str]]:
-        by_shard: dict[int, list[str]] = {}
-        for user in user_ids:
-            by_shard.setdefault(self.redis.index_for(user), []).append(user)
-        return by_shard
 
     async def statuses(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
         """user -> (online, last seen epoch ms) for many users.
@@ -119,7 +113,7 @@ class Presence:
     async def _statuses_now(self, user_ids: list[str]) -> dict[str, tuple[bool, int | None]]:
         now = time.time()
         result: dict[str, tuple[bool, int | None]] = {}
-        for shard, users in self._by_shard(user_ids).items():
+        for shard, users in self.redis.by_shard(user_ids).items():
             pipe = self.redis.clients[shard].pipeline(transaction=False)
             for user in users:
                 pipe.hgetall(self.keys.presence(user))

@@ -6,7 +6,7 @@ Python 3.11 (its TimeoutError base-class clash), so redis-py is the client.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -47,6 +47,13 @@ class RedisShards:
 
     def index_for(self, user_id: str) -> int:
         return shard_for(user_id, len(self.clients))
+
+    def by_shard(self, user_ids: Iterable[str]) -> dict[int, list[str]]:
+        """The users grouped by their shard's index, each group in the order given."""
+        groups: dict[int, list[str]] = {}
+        for user in user_ids:
+            groups.setdefault(self.index_for(user), []).append(user)
+        return groups
 
     def for_user(self, user_id: str) -> RedisClient:
         return self.clients[self.index_for(user_id)]

@@ -159,10 +159,16 @@ async def _rebuild_missing(db: AsyncDatabase[Doc], user: str, doc: Doc | None) -
             return await connections_of(db, user)  # someone else moved it: do not keep
         ver = int(cleared["ver"])
     ids = await connections_of(db, user)
-    await lists.update_one(
+    await _keep(db, user, ver, ids)
+    return ids
+
+
+async def _keep(db: AsyncDatabase[Doc], user: str, ver: int, ids: list[str]) -> bool:
+    """Keep ``ids`` as the user's list if ``ver`` still stands (no change since)."""
+    kept = await db[CONTACT_LISTS].update_one(
         {"_id": user, "ver": ver}, {"$set": {"ids": ids, "builtAtMs": _now_ms()}}
     )
-    return ids
+    return kept.matched_count == 1
 
 
 def _until_ms(token: str) -> int:

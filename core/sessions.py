@@ -45,11 +45,8 @@ class Authenticator:
     async def _load_revocations(self, user_ids: list[str]) -> list[int | None]:
         """One MGET per shard for every check queued in the same loop turn: a
         reconnect storm's thousands of handshakes cost a few round trips."""
-        by_shard: dict[int, list[str]] = {}
-        for user in user_ids:
-            by_shard.setdefault(self.redis.index_for(user), []).append(user)
         found: dict[str, int | None] = {}
-        for shard, users in by_shard.items():
+        for shard, users in self.redis.by_shard(user_ids).items():
             values = await self.redis.clients[shard].mget(
                 [self.keys.revoked_before(u) for u in users]
             )
