@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 from pymongo.errors import DuplicateKeyError
 
-from core import relations
 from core.ids import pair_key
 from core.mongo import BLOCKS
 from domain import notify, users
@@ -40,8 +39,7 @@ async def block(ctx: RestContext, me: str, other: str) -> None:
                 }
             )
         # Pending requests either way end too, so neither side sees a stale request.
-        async with relations.changing_contacts(ctx.db, (me, other)):
-            await end_pair(ctx, me, other, [ACCEPTED, PENDING])
+        await end_pair(ctx, me, other, [ACCEPTED, PENDING])
     await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.bus_origin)
     await feed_relation_changed(ctx, me, other)
 

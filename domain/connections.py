@@ -319,20 +319,18 @@ async def list_connections(ctx: RestContext, me: str) -> ConnectionList:
 
 async def end_pair(ctx: RestContext, me: str, other: str, statuses: list[str]) -> int:
     """Set the pair's requests in these statuses to ``removed``; returns how many changed."""
-    result = await ctx.db[CONNECTION_REQUESTS].update_many(
-        {"pairKey": pair_key(me, other), "status": {"$in": statuses}},
-        {"$set": {"status": REMOVED, "updatedAt": _now()}},
-    )
+    async with relations.changing_contacts(ctx.db, (me, other)):
+        result = await ctx.db[CONNECTION_REQUESTS].update_many(
+            {"pairKey": pair_key(me, other), "status": {"$in": statuses}},
+            {"$set": {"status": REMOVED, "updatedAt": _now()}},
+        )
     return int(result.modified_count)
 
 
 async def remove_connection(ctx: RestContext, me: str, other: str) -> None:
     if parse_object_id(other) is None or other == me:
         raise NotFound("You are not connected to this user.", code="not_connected")
-    async with (
-        pair_lock(ctx, pair_key(me, other)),
-        relations.changing_contacts(ctx.db, (me, other)),
-    ):
+    async with pair_lock(ctx, pair_key(me, other)):
         changed = await end_pair(ctx, me, other, [ACCEPTED])
     if not changed:
         raise NotFound("You are not connected to this user.", code="not_connected")
