@@ -11,9 +11,22 @@ from typing import Any
 
 
 class ApiError(Exception):
+    """A subclass declares its HTTP status, code and default message in its class
+    statement: ``class NotFound(ApiError, status=404, code="not_found", message=...)``;
+    without ``message`` it keeps the one it inherits."""
+
     status = 400
     code = "bad_request"
     message = "The request is not valid."
+
+    def __init_subclass__(
+        cls, *, status: int, code: str, message: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status = status
+        cls.code = code
+        if message is not None:
+            cls.message = message
 
     def __init__(
         self,
@@ -35,63 +48,50 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
-class BadRequest(ApiError):
-    status = 400
-    code = "bad_request"
+class BadRequest(ApiError, status=400, code="bad_request"): ...
 
 
-class ValidationFailed(ApiError):
+class ValidationFailed(
+    ApiError, status=422, code="validation_failed", message="Some fields are not valid."
+):
     """422; ``details`` lists the failing fields as ``[{"field", "message", "type"}]``."""
 
-    status = 422
-    code = "validation_failed"
-    message = "Some fields are not valid."
+
+class Unauthorized(
+    ApiError, status=401, code="unauthorized", message="Authentication is required."
+): ...
 
 
-class Unauthorized(ApiError):
-    status = 401
-    code = "unauthorized"
-    message = "Authentication is required."
+class Forbidden(ApiError, status=403, code="forbidden", message="This action is not allowed."): ...
 
 
-class Forbidden(ApiError):
-    status = 403
-    code = "forbidden"
-    message = "This action is not allowed."
+class NotFound(ApiError, status=404, code="not_found", message="Not found."): ...
 
 
-class NotFound(ApiError):
-    status = 404
-    code = "not_found"
-    message = "Not found."
+class Conflict(
+    ApiError,
+    status=409,
+    code="conflict",
+    message="The request conflicts with the current state.",
+): ...
 
 
-class Conflict(ApiError):
-    status = 409
-    code = "conflict"
-    message = "The request conflicts with the current state."
+class TooManyRequests(
+    ApiError, status=429, code="rate_limited", message="Too many requests; retry later."
+): ...
 
 
-class TooManyRequests(ApiError):
-    status = 429
-    code = "rate_limited"
-    message = "Too many requests; retry later."
-
-
-class PayloadTooLarge(ApiError):
+class PayloadTooLarge(
+    ApiError,
+    status=413,
+    code="payload_too_large",
+    message="The request body is too large for this endpoint.",
+):
     """413: the body is over the route's limit; refused before it is read."""
 
-    status = 413
-    code = "payload_too_large"
-    message = "The request body is too large for this endpoint."
 
-
-class ServiceBusy(ApiError):
+class ServiceBusy(ApiError, status=503, code="busy", message="The service is busy; retry shortly."):
     """503 with Retry-After: a bounded resource (password hashing) stayed full."""
-
-    status = 503
-    code = "busy"
-    message = "The service is busy; retry shortly."
 
 
 # Status codes Tornado raises itself (unknown method, oversized body, ...).

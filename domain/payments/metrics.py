@@ -9,7 +9,7 @@ sum(rate(payments_orders_total{outcome=~"completed|failed|expired"}[1h]))``;
 
 from __future__ import annotations
 
-from core.metrics import CollectorRegistry, Counter, Gauge
+from core.metrics import CollectorRegistry, MetricFactory
 
 ORDER_OUTCOMES = ("created", "completed", "failed", "expired", "provider_error")
 TERMINAL_OUTCOMES = ("completed", "failed", "expired")
@@ -17,31 +17,26 @@ TERMINAL_OUTCOMES = ("completed", "failed", "expired")
 
 class PaymentMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.orders = Counter(
+        m = MetricFactory(registry)
+        self.orders = m.counter(
             "payments_orders_total",
             "Orders by outcome (created, completed, failed, expired, provider_error)",
             ["outcome"],
-            registry=registry,
         )
-        self.transitions = Counter(
+        self.transitions = m.counter(
             "payments_transitions_total",
             "Applied transitions by target state and source (webhook, status, reconcile, create)",
             ["state", "source"],
-            registry=registry,
         )
-        self.webhooks = Counter(
+        self.webhooks = m.counter(
             "payments_webhooks_total",
             "Webhooks by result: applied, duplicate, ignored, or rejected_<reason>",
             ["result"],
-            registry=registry,
         )
-        self.grants = Counter(
-            "payments_membership_grants_total", "Membership extensions applied", registry=registry
-        )
-        self.success_ratio = Gauge(
+        self.grants = m.counter("payments_membership_grants_total", "Membership extensions applied")
+        self.success_ratio = m.gauge(
             "payments_success_ratio",
             "Completed over terminal orders settled by this process (1 before any)",
-            registry=registry,
         )
         self.success_ratio.set_function(self._ratio)
         for outcome in ORDER_OUTCOMES:

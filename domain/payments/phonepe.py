@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from core.settings import Settings
 
@@ -92,30 +92,37 @@ class OrderStatus(_Lenient):
     detailedErrorCode: str | None = None
 
 
-@dataclass(frozen=True)
-class PhonePeConfig:
+class PhonePeConfig(BaseModel):
+    """The client's settings: field ``x`` is read from the setting ``phonepe_x`` (``attempts``
+    and ``backoff_s`` from ``phonepe_retry_*``). URLs are kept without a trailing slash."""
+
+    model_config = ConfigDict(
+        frozen=True, populate_by_name=True, alias_generator=lambda field: f"phonepe_{field}"
+    )
+
     base_url: str
     oauth_url: str
     client_id: str | None
     client_secret: str | None
     client_version: int
     timeout_s: float
-    attempts: int
-    backoff_s: float
+    attempts: int = Field(alias="phonepe_retry_attempts")
+    backoff_s: float = Field(alias="phonepe_retry_backoff_s")
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, url: str) -> str:
+        return url.rstrip("/")
+
+    @field_validator("oauth_url", mode="before")
+    @classmethod
+    def _oauth_url(cls, url: str | None, info: ValidationInfo) -> str:
+        """Where tokens are fetched: the base URL unless a separate one is set."""
+        return (url or info.data["base_url"]).rstrip("/")
 
     @classmethod
     def from_settings(cls, s: Settings) -> PhonePeConfig:
-        base = s.phonepe_base_url.rstrip("/")
-        return cls(
-            base_url=base,
-            oauth_url=(s.phonepe_oauth_url or base).rstrip("/"),
-            client_id=s.phonepe_client_id,
-            client_secret=s.phonepe_client_secret,
-            client_version=s.phonepe_client_version,
-            timeout_s=s.phonepe_timeout_s,
-            attempts=s.phonepe_retry_attempts,
-            backoff_s=s.phonepe_retry_backoff_s,
-        )
+        return cls.model_validate(s, from_attributes=True)
 
     @property
     def configured(self) -> bool:

@@ -17,6 +17,7 @@ Domain code (no tornado): restd's handlers and the Celery reconciler share it.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,16 +76,20 @@ CONNECTION_REQUESTS_BUCKET = "requests-day"
 GRANT_CAS_ATTEMPTS = 20
 
 
-class ProviderFailed(ApiError):
-    status = 502
-    code = "provider_error"
-    message = "The payment provider did not accept the order; try again."
+class ProviderFailed(
+    ApiError,
+    status=502,
+    code="provider_error",
+    message="The payment provider did not accept the order; try again.",
+): ...
 
 
-class PaymentsUnavailable(ApiError):
-    status = 503
-    code = "payments_unavailable"
-    message = "Payments are not configured on this server."
+class PaymentsUnavailable(
+    ApiError,
+    status=503,
+    code="payments_unavailable",
+    message="Payments are not configured on this server.",
+): ...
 
 
 def _now() -> datetime:
@@ -125,15 +130,12 @@ class PaymentsService:
     # -- plans and orders --------------------------------------------------------------
 
     def plan_list(self) -> PlanList:
+        """The catalogue on the wire: a plan's fields by name, but for the price (paise),
+        sent as ``amount``, and the duration, sent as ``durationDays``."""
         return PlanList(
             items=[
-                PlanView(
-                    id=p.id,
-                    name=p.name,
-                    tier=p.tier,
-                    amount=p.amount_paise,
-                    currency=p.currency,
-                    durationDays=p.duration_days,
+                PlanView.model_validate(
+                    {**asdict(p), "amount": p.amount_paise, "durationDays": p.duration_days}
                 )
                 for p in self.plans
             ]
@@ -280,17 +282,19 @@ class PaymentsService:
 
     @staticmethod
     def view(order: Doc) -> PaymentView:
+        """The owner's view: the stored amount, currency and status as they are; the ids
+        under their wire names; the pay link only while pending; timestamps in UTC."""
         pending = order["status"] == PENDING
-        return PaymentView(
-            orderId=order["merchantOrderId"],
-            plan=order["planId"],
-            amount=order["amount"],
-            currency=order["currency"],
-            status=order["status"],
-            paymentUrl=order.get("paymentUrl") if pending else None,
-            createdAt=as_utc(order.get("createdAt")),
-            processedAt=as_utc(order.get("processedAt")),
-            membershipUntil=as_utc(order.get("membershipUntil")),
+        return PaymentView.model_validate(
+            {
+                **order,
+                "orderId": order["merchantOrderId"],
+                "plan": order["planId"],
+                "paymentUrl": order.get("paymentUrl") if pending else None,
+                "createdAt": as_utc(order.get("createdAt")),
+                "processedAt": as_utc(order.get("processedAt")),
+                "membershipUntil": as_utc(order.get("membershipUntil")),
+            }
         )
 
     # -- the one transition ------------------------------------------------------------
