@@ -29,17 +29,7 @@ from domain.models import (
 
 
 def message_view(doc: Doc) -> MessageView:
-    message = messages.read(doc)
-    return MessageView(
-        id=message.id,
-        conversationId=message.conversation_id,
-        fromUserId=message.from_user_id,
-        toUserId=message.to_user_id,
-        text=message.text,
-        attachments=message.attachments,
-        status=message.status,
-        createdAt=message.created_at,
-    )
+    return MessageView.model_validate(messages.read(doc), from_attributes=True)
 
 
 async def list_conversations(

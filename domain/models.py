@@ -7,11 +7,13 @@ there is no alias layer between the code and the contract.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AliasGenerator,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -23,6 +25,7 @@ from pydantic import (
     WithJsonSchema,
     field_validator,
 )
+from pydantic.alias_generators import to_snake
 from pydantic_core import PydanticCustomError
 
 OBJECT_ID_PATTERN = r"^[0-9a-f]{24}$"
@@ -49,6 +52,13 @@ Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 Url = Annotated[HttpUrl, UrlConstraints(max_length=MAX_URL_CHARS)]
 
 
+# How each kind of pref is bounded: its measure, the limit, the error's type and message.
+PREF_BOUNDS: dict[type, tuple[Callable[[Any], int], int, str, str]] = {
+    int: (abs, MAX_PREF_INT, "pref_int_range", "an integer pref is at most {limit} in magnitude"),
+    str: (len, MAX_PREF_TEXT_CHARS, "pref_too_long", "a text pref has at most {limit} characters"),
+}
+
+
 def pref_value(value: object) -> object:
     """A pref is a JSON scalar: a short string, a boolean, a safe integer, or null to remove it.
 
@@ -57,22 +67,11 @@ def pref_value(value: object) -> object:
     """
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, int):
-        if abs(value) > MAX_PREF_INT:
-            raise PydanticCustomError(
-                "pref_int_range",
-                "an integer pref is at most {limit} in magnitude",
-                {"limit": MAX_PREF_INT},
-            )
-        return value
-    if isinstance(value, str):
-        if len(value) > MAX_PREF_TEXT_CHARS:
-            raise PydanticCustomError(
-                "pref_too_long",
-                "a text pref has at most {limit} characters",
-                {"limit": MAX_PREF_TEXT_CHARS},
-            )
-        return value
+    for kind, (measure, limit, error, message) in PREF_BOUNDS.items():
+        if isinstance(value, kind):
+            if measure(value) > limit:
+                raise PydanticCustomError(error, message, {"limit": limit})
+            return value
     raise PydanticCustomError(
         "pref_type", "a pref is a string, an integer, a boolean, or null to remove it"
     )
@@ -133,6 +132,16 @@ class Query(BaseModel):
     """Query strings ignore parameters they do not know (caches add their own)."""
 
     model_config = ConfigDict(extra="ignore")
+
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """A page of a list; ``nextCursor``, present while more remain, asks for the next one."""
+
+    items: list[ItemT]
+    nextCursor: str | None = None
 
 
 # -- errors -------------------------------------------------------------------
@@ -218,9 +227,7 @@ class SearchQuery(Query):
     limit: Annotated[int, Field(ge=1, le=50)] = 20
 
 
-class UserPage(BaseModel):
-    items: list[PublicUser]
-    nextCursor: str | None = None
+class UserPage(Page[PublicUser]): ...
 
 
 # -- auth ---------------------------------------------------------------------
@@ -278,9 +285,7 @@ class ConnectionRequestQuery(Query):
     limit: Annotated[int, Field(ge=1, le=100)] = 50
 
 
-class ConnectionRequestPage(BaseModel):
-    items: list[ConnectionRequestView]
-    nextCursor: str | None = None
+class ConnectionRequestPage(Page[ConnectionRequestView]): ...
 
 
 class ConnectionView(BaseModel):
@@ -297,6 +302,14 @@ class ConnectionList(BaseModel):
 
 
 class MessageView(BaseModel):
+    # Read from a core.messages.Message (from_attributes), whose fields are these in
+    # snake_case; its JSON Schema is the JSON it is sent as.
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(validation_alias=to_snake),
+        validate_by_name=True,
+        json_schema_mode_override="serialization",
+    )
+
     id: str
     conversationId: str
     fromUserId: str
@@ -330,6 +343,4 @@ class ConversationQuery(Query):
     before: ObjectIdStr | None = None
 
 
-class ConversationList(BaseModel):
-    items: list[ConversationView]
-    nextCursor: str | None = None
+class ConversationList(Page[ConversationView]): ...

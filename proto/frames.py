@@ -18,6 +18,11 @@ def frame(event: str, data: dict[str, Any]) -> Frame:
     return {"type": event, "data": data}
 
 
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """The optional fields that have a value: a field without one is left out, not sent as null."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def hello(
     user_id: str,
     session_id: str,
@@ -27,17 +32,18 @@ def hello(
     presence: list[dict[str, Any]],
     token_expires_at_s: int | None = None,
 ) -> Frame:
-    data: dict[str, Any] = {
-        "userId": user_id,
-        "sessionId": session_id,
-        "serverTime": server_time_ms,
-        "cursor": cursor,
-        "unreadCount": unread,
-        "presence": presence,
-    }
-    if token_expires_at_s is not None:
-        data["tokenExpiresAt"] = token_expires_at_s
-    return frame(events.HELLO, data)
+    return frame(
+        events.HELLO,
+        {
+            "userId": user_id,
+            "sessionId": session_id,
+            "serverTime": server_time_ms,
+            "cursor": cursor,
+            "unreadCount": unread,
+            "presence": presence,
+            **_present({"tokenExpiresAt": token_expires_at_s}),
+        },
+    )
 
 
 def chat_message(
@@ -84,15 +90,16 @@ def message_read(
     read_at_ms: int,
     unread_count: int | None = None,
 ) -> Frame:
-    data: dict[str, Any] = {
-        "conversationId": conversation_id,
-        "upToMessageId": up_to_message_id,
-        "readerId": reader_id,
-        "readAt": read_at_ms,
-    }
-    if unread_count is not None:
-        data["unreadCount"] = unread_count
-    return frame(events.MESSAGE_READ, data)
+    return frame(
+        events.MESSAGE_READ,
+        {
+            "conversationId": conversation_id,
+            "upToMessageId": up_to_message_id,
+            "readerId": reader_id,
+            "readAt": read_at_ms,
+            **_present({"unreadCount": unread_count}),
+        },
+    )
 
 
 def typing(from_user_id: str, state: str) -> Frame:
@@ -120,9 +127,11 @@ def auth_ok(expires_at_s: int) -> Frame:
 
 
 def error(code: ErrorCode, message: str, temp_id: str | None = None, details: Any = None) -> Frame:
-    data: dict[str, Any] = {"code": code.value, "message": message}
-    if temp_id is not None:
-        data["tempId"] = temp_id
-    if details is not None:
-        data["details"] = details
-    return frame(events.ERROR, data)
+    return frame(
+        events.ERROR,
+        {
+            "code": code.value,
+            "message": message,
+            **_present({"tempId": temp_id, "details": details}),
+        },
+    )

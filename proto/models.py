@@ -18,6 +18,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from proto.errors import ErrorCode, ProtocolError
@@ -32,17 +33,19 @@ MessageId = Annotated[str, Field(pattern=OBJECT_ID_PATTERN)]
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+    """A field's wire name is its name in camelCase (``to_user_id`` is ``toUserId``)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, extra="forbid", frozen=True, str_strip_whitespace=False
+    )
 
 
 # -- client -> server ------------------------------------------------------------------
 
 
 class PrivateMessage(WireModel):
-    to_user_id: UserId = Field(alias="toUserId")
-    temp_id: Annotated[str, Field(min_length=1, max_length=MAX_TEMP_ID_CHARS)] = Field(
-        alias="tempId"
-    )
+    to_user_id: UserId
+    temp_id: Annotated[str, Field(min_length=1, max_length=MAX_TEMP_ID_CHARS)]
     text: str
 
     @field_validator("text")
@@ -60,15 +63,13 @@ class PrivateMessage(WireModel):
 
 
 class Typing(WireModel):
-    to_user_id: UserId = Field(alias="toUserId")
+    to_user_id: UserId
     state: Literal["start", "stop"]
 
 
 class MessageRead(WireModel):
-    conversation_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(
-        alias="conversationId"
-    )
-    up_to_message_id: MessageId = Field(alias="upToMessageId")
+    conversation_id: Annotated[str, Field(min_length=1, max_length=64)]
+    up_to_message_id: MessageId
 
 
 class Sync(WireModel):
@@ -161,29 +162,29 @@ def _temp_id_of(obj: dict[str, Any]) -> str | None:
 
 
 class PresenceData(WireModel):
-    user_id: UserId = Field(alias="userId")
+    user_id: UserId
     status: Literal["online", "offline"]
-    last_seen: int | None = Field(default=None, alias="lastSeen")  # epoch ms
+    last_seen: int | None = None  # epoch ms
 
 
 class HelloData(WireModel):
-    user_id: UserId = Field(alias="userId")
-    session_id: str = Field(alias="sessionId")
-    server_time: int = Field(alias="serverTime")  # epoch ms
+    user_id: UserId
+    session_id: str
+    server_time: int  # epoch ms
     cursor: str
-    unread_count: int = Field(alias="unreadCount")
+    unread_count: int
     presence: list[PresenceData]
     # When this socket's access token expires (epoch s): send `auth` before it.
-    token_expires_at: int | None = Field(default=None, alias="tokenExpiresAt")
+    token_expires_at: int | None = None
 
 
 class ChatMessage(WireModel):
-    message_id: MessageId = Field(alias="messageId")
-    conversation_id: str = Field(alias="conversationId")
-    from_user_id: UserId = Field(alias="fromUserId")
-    to_user_id: UserId = Field(alias="toUserId")
+    message_id: MessageId
+    conversation_id: str
+    from_user_id: UserId
+    to_user_id: UserId
     text: str
-    created_at: int = Field(alias="createdAt")  # epoch ms
+    created_at: int  # epoch ms
 
 
 class IncomingMessageData(ChatMessage):
@@ -191,45 +192,45 @@ class IncomingMessageData(ChatMessage):
 
 
 class MessageDeliveredData(WireModel):
-    temp_id: str = Field(alias="tempId")
-    message_id: MessageId = Field(alias="messageId")
-    conversation_id: str = Field(alias="conversationId")
-    created_at: int = Field(alias="createdAt")
+    temp_id: str
+    message_id: MessageId
+    conversation_id: str
+    created_at: int
     cursor: str
 
 
 class MessageReadData(WireModel):
-    conversation_id: str = Field(alias="conversationId")
-    up_to_message_id: MessageId = Field(alias="upToMessageId")
-    reader_id: UserId = Field(alias="readerId")
-    read_at: int = Field(alias="readAt")
-    unread_count: int | None = Field(default=None, alias="unreadCount")
+    conversation_id: str
+    up_to_message_id: MessageId
+    reader_id: UserId
+    read_at: int
+    unread_count: int | None = None
 
 
 class TypingData(WireModel):
-    from_user_id: UserId = Field(alias="fromUserId")
+    from_user_id: UserId
     state: Literal["start", "stop"]
 
 
 class SyncResultData(WireModel):
     messages: list[ChatMessage]
     cursor: str
-    has_more: bool = Field(alias="hasMore")
+    has_more: bool
 
 
 class ErrorData(WireModel):
     code: ErrorCode
     message: str
-    temp_id: str | None = Field(default=None, alias="tempId")
+    temp_id: str | None = None
     details: Any = None
 
 
 class PongData(WireModel):
-    server_time: int = Field(alias="serverTime")
+    server_time: int
 
 
 class AuthOkData(WireModel):
-    expires_at: int = Field(alias="expiresAt")  # epoch s
+    expires_at: int  # epoch s
 
 
 SERVER_DATA_MODELS: dict[str, type[WireModel]] = {

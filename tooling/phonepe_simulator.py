@@ -60,6 +60,9 @@ def _ms() -> int:
 
 @dataclass
 class SimConfig:
+    """How the simulator runs: one field per command-line option (``parse_args``)."""
+
+    port: int
     client_id: str
     client_secret: str
     client_version: int
@@ -67,8 +70,12 @@ class SimConfig:
     webhook_url: str
     webhook_username: str
     webhook_password: str
-    public_url: str
+    log_level: str
     token_ttl_s: int = 3600
+
+    @property
+    def public_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -391,7 +398,7 @@ def make_app(state: SimState) -> tornado.web.Application:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> SimConfig:
     from core.settings import load_settings
 
     s = load_settings()
@@ -408,23 +415,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--webhook-password", default=s.phonepe_webhook_password or "simpass123")
     parser.add_argument("--token-ttl-s", type=int, default=3600)
     parser.add_argument("--log-level", default=s.log_level)
-    return parser.parse_args(argv)
+    return SimConfig(**vars(parser.parse_args(argv)))
 
 
-async def serve(args: argparse.Namespace) -> None:
-    config = SimConfig(
-        client_id=args.client_id,
-        client_secret=args.client_secret,
-        client_version=args.client_version,
-        merchant_id=args.merchant_id,
-        webhook_url=args.webhook_url,
-        webhook_username=args.webhook_username,
-        webhook_password=args.webhook_password,
-        public_url=f"http://127.0.0.1:{args.port}",
-        token_ttl_s=args.token_ttl_s,
-    )
-    server = make_app(SimState(config)).listen(args.port, address="127.0.0.1")
-    log.info("PhonePe simulator on 127.0.0.1:%d, webhooks to %s", args.port, args.webhook_url)
+async def serve(config: SimConfig) -> None:
+    server = make_app(SimState(config)).listen(config.port, address="127.0.0.1")
+    log.info("PhonePe simulator on 127.0.0.1:%d, webhooks to %s", config.port, config.webhook_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -434,9 +430,9 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s simulator %(message)s")
-    asyncio.run(serve(args))
+    config = parse_args(argv)
+    logging.basicConfig(level=config.log_level, format="%(asctime)s simulator %(message)s")
+    asyncio.run(serve(config))
     return 0
 
 

@@ -102,36 +102,34 @@ def run_eval(_settings: Settings, argv: list[str]) -> int:
     from tooling.feed_evaluation import EvalConfig, evaluate
 
     parser = argparse.ArgumentParser(prog="devconnect recs eval")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="musae-github dir")
+    parser.add_argument(
+        "--data", dest="data_dir", type=Path, default=DEFAULT_DATA_DIR, help="musae-github dir"
+    )
     parser.add_argument("--seed", type=int, default=EvalConfig.seed)
-    parser.add_argument("--users", type=int, default=EvalConfig.test_users)
+    parser.add_argument("--users", dest="test_users", type=int, default=EvalConfig.test_users)
     parser.add_argument("--train-users", type=int, default=EvalConfig.train_users)
     parser.add_argument("--candidate-cap", type=int, default=EvalConfig.candidate_cap)
-    parser.add_argument("--expand", type=int, default=EvalConfig.expand_max)
+    parser.add_argument("--expand", dest="expand_max", type=int, default=EvalConfig.expand_max)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="report directory")
     parser.add_argument(
         "--write-weights", action="store_true", help=f"write the learned weights to {WEIGHTS_FILE}"
     )
-    args = parser.parse_args(argv)
-    if not (args.data / "musae_git_edges.csv.gz").is_file():
-        print(f"recs eval: no musae-github data in {args.data} (see --data)", file=sys.stderr)
+    # Every option but these two is a field of EvalConfig, under the field's name.
+    options = vars(parser.parse_args(argv))
+    out: Path = options.pop("out")
+    write_weights: bool = options.pop("write_weights")
+    cfg = EvalConfig(**options)
+    if not (cfg.data_dir / "musae_git_edges.csv.gz").is_file():
+        print(f"recs eval: no musae-github data in {cfg.data_dir} (see --data)", file=sys.stderr)
         return 2
-    cfg = EvalConfig(
-        data_dir=args.data,
-        seed=args.seed,
-        test_users=args.users,
-        train_users=args.train_users,
-        candidate_cap=args.candidate_cap,
-        expand_max=args.expand,
-    )
     report = evaluate(cfg, _say)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    args.out.mkdir(parents=True, exist_ok=True)
-    json_path = args.out / f"recs-eval-{stamp}.json"
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"recs-eval-{stamp}.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     json_path.with_suffix(".md").write_text(markdown_report(report))
     _say(f"wrote {json_path} and {json_path.with_suffix('.md').name}")
-    if args.write_weights:
+    if write_weights:
         WEIGHTS_FILE.parent.mkdir(parents=True, exist_ok=True)
         WEIGHTS_FILE.write_text(json.dumps(report["weights"], indent=2) + "\n")
         _say(f"wrote {WEIGHTS_FILE}; use it with DEVCONNECT_FEED_WEIGHTS=$(cat {WEIGHTS_FILE})")
