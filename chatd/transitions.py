@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pymongo import UpdateOne
@@ -48,29 +49,19 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(eq=False, kw_only=True)
 class PresenceTransitions:
-    def __init__(
-        self,
-        *,
-        hub: Hub,
-        presence: Presence,
-        router: Router,
-        metrics: ChatMetrics,
-        db: AsyncDatabase[Doc],
-        grace_s: float,
-        contacts: dict[str, list[str]],
-        remote: dict[str, set[str]],
-        send_to_user: Callable[[str, dict[str, object]], None],
-    ) -> None:
-        self.hub = hub
-        self.presence = presence
-        self.router = router
-        self.metrics = metrics
-        self.db = db
-        self.grace_s = grace_s
-        self.contacts = contacts
-        self.remote = remote
-        self.send_to_user = send_to_user
+    hub: Hub
+    presence: Presence
+    router: Router
+    metrics: ChatMetrics
+    db: AsyncDatabase[Doc]
+    grace_s: float
+    contacts: dict[str, list[str]]
+    remote: dict[str, set[str]]
+    send_to_user: Callable[[str, dict[str, object]], None]
+
+    def __post_init__(self) -> None:
         self._going_online: set[str] = set()
         self._going_offline: set[str] = set()
         self._wake = asyncio.Event()

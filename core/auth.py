@@ -32,6 +32,9 @@ JWT_LEEWAY_S = 5
 
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
+    """A verified access token: ``issued_at_ms`` in milliseconds, ``expires_at`` in epoch
+    seconds (the JWT's ``exp``), ``session_id`` the login (refresh family) it belongs to."""
+
     user_id: str
     issued_at_ms: int
     expires_at: int

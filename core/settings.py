@@ -7,11 +7,12 @@ Built once by each entry point's ``main()`` and passed down; nothing else reads
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A secret that is obviously a development placeholder; production refuses it.
@@ -24,6 +25,11 @@ MIN_WEBHOOK_PASSWORD_CHARS = 16
 LOOPBACK_HOST_NAMES = frozenset({"localhost"})
 # Origins that only ever mean a developer's own machine.
 LOCAL_ORIGIN_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
+
+# Bounds most settings share (PositiveInt is pydantic's, with errors that say ">= 1").
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
 def is_loopback_host(host: str) -> bool:
@@ -41,8 +47,6 @@ def _split_csv(value: object) -> object:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            import json
-
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
@@ -85,10 +89,10 @@ class Settings(BaseSettings):
     # Connection pools, per process. Bounded on purpose: a burst (a reconnect storm,
     # a mass disconnect) waits for a connection instead of opening hundreds, which
     # pushed the embedded store into connect timeouts and the Redis pool into errors.
-    mongo_pool_max: int = Field(default=32, ge=1)
-    mongo_connect_timeout_s: float = Field(default=10.0, gt=0)
+    mongo_pool_max: PositiveInt = 32
+    mongo_connect_timeout_s: PositiveFloat = 10.0
     redis_pool_max: int = Field(default=64, ge=2)
-    redis_pool_timeout_s: float = Field(default=10.0, gt=0)
+    redis_pool_timeout_s: PositiveFloat = 10.0
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
@@ -134,7 +138,7 @@ class Settings(BaseSettings):
     # Keepalive: every socket is pinged once per interval; one that has not answered
     # (pong or any frame) by the next ping is closed, 1-2 intervals after it went
     # quiet. 0 turns pings off.
-    ws_ping_interval_s: float = Field(default=25.0, ge=0)
+    ws_ping_interval_s: NonNegativeFloat = 25.0
     ws_max_frame_bytes: int = 64 * 1024
     ws_compression: bool = False  # permessage-deflate: measured ~20% more CPU and a 4x p99
     max_text_chars: int = 4000
@@ -143,28 +147,28 @@ class Settings(BaseSettings):
     typing_rate_per_s: float = 2.0
     typing_burst: int = 5
     # Every other client frame has a per-user budget too (per node, in memory).
-    read_rate_per_s: float = Field(default=10.0, gt=0)
-    read_burst: int = Field(default=30, ge=1)
-    sync_rate_per_s: float = Field(default=5.0, gt=0)
-    sync_burst: int = Field(default=20, ge=1)
-    ping_rate_per_s: float = Field(default=2.0, gt=0)
-    ping_burst: int = Field(default=10, ge=1)
+    read_rate_per_s: PositiveFloat = 10.0
+    read_burst: PositiveInt = 30
+    sync_rate_per_s: PositiveFloat = 5.0
+    sync_burst: PositiveInt = 20
+    ping_rate_per_s: PositiveFloat = 2.0
+    ping_burst: PositiveInt = 10
     # Sockets one user may hold on a node (one more closes with 4003), and handshakes
     # per user, so a client stuck in a reconnect loop cannot monopolise admission.
-    max_sockets_per_user: int = Field(default=20, ge=1)
-    handshake_rate_per_s: float = Field(default=2.0, gt=0)
-    handshake_burst: int = Field(default=20, ge=1)
+    max_sockets_per_user: PositiveInt = 20
+    handshake_rate_per_s: PositiveFloat = 2.0
+    handshake_burst: PositiveInt = 20
     # Per socket: bytes written but not yet taken by the kernel. Past the shed
     # ratio, typing and presence are dropped; past the maximum, the socket closes (1013).
     out_buffer_max_bytes: int = 1024 * 1024
     out_buffer_shed_ratio: float = 0.5
     # Sockets opened (hello's reads) at once per node; more wait their turn, so a
     # reconnect storm is admitted at the store's pace instead of all at once.
-    hello_concurrency: int = Field(default=32, ge=1)
+    hello_concurrency: PositiveInt = 32
     # hello waits this long for the user's Redis subscription (then goes on degraded).
-    hello_subscribe_timeout_s: float = Field(default=2.0, gt=0)
+    hello_subscribe_timeout_s: PositiveFloat = 2.0
     # How often chatd closes sockets whose token expired without an `auth` renewal.
-    token_check_interval_s: float = Field(default=5.0, gt=0)
+    token_check_interval_s: PositiveFloat = 5.0
     presence_grace_s: float = 3.0
     presence_ttl_s: float = 30.0
     connection_cache_ttl_s: float = 60.0
@@ -197,54 +201,54 @@ class Settings(BaseSettings):
     phonepe_webhook_body_max_bytes: int = Field(default=128 * 1024, ge=1024)
     # A body must arrive whole within this long, or the connection is closed: a
     # client trickling bytes cannot hold a connection and its buffer for ever.
-    http_body_timeout_s: float = Field(default=20.0, gt=0)
+    http_body_timeout_s: PositiveFloat = 20.0
 
     # restd: password hashing. Each argon2id hash or check takes its memory cost
     # (64 MiB with the library's RFC 9106 profile) for its duration, so at most
     # budget / cost run at once; a login waits this long for a slot, then gets
     # 503 with Retry-After. 256 MiB is 4 at once inside restd's 512 MiB pod limit.
-    password_hash_memory_budget_mib: int = Field(default=256, ge=1)
-    password_hash_wait_s: float = Field(default=5.0, gt=0)
+    password_hash_memory_budget_mib: PositiveInt = 256
+    password_hash_wait_s: PositiveFloat = 5.0
 
     # restd: auth cookies and rate limits. A limit is "count per window": at most
     # `*_count` requests in any `*_window_s` seconds (GCRA, core/ratelimit.py).
     access_cookie_name: str = "access_token"
     refresh_cookie_name: str = "refresh_token"
-    rate_login_ip_count: int = Field(default=30, ge=1)
-    rate_login_ip_window_s: int = Field(default=300, ge=1)
+    rate_login_ip_count: PositiveInt = 30
+    rate_login_ip_window_s: PositiveInt = 300
     # Per email, for clients without a device cookie of that account: bounds
     # guessing one account from many addresses. A device that signed in before
     # is exempt (its own budget below), so spending this locks no one out.
-    rate_login_email_count: int = Field(default=10, ge=1)
-    rate_login_email_window_s: int = Field(default=300, ge=1)
+    rate_login_email_count: PositiveInt = 10
+    rate_login_email_window_s: PositiveInt = 300
     # Per (email, client address): one address guessing one account.
-    rate_login_email_ip_count: int = Field(default=10, ge=1)
-    rate_login_email_ip_window_s: int = Field(default=300, ge=1)
+    rate_login_email_ip_count: PositiveInt = 10
+    rate_login_email_ip_window_s: PositiveInt = 300
     # Per device cookie: a known device's own budget, spent by nobody else.
-    rate_login_device_count: int = Field(default=10, ge=1)
-    rate_login_device_window_s: int = Field(default=300, ge=1)
+    rate_login_device_count: PositiveInt = 10
+    rate_login_device_window_s: PositiveInt = 300
     # OWASP's device cookie: a signed HttpOnly cookie naming the user, issued at each
     # successful login and sent only to the login route. It lives long, so a device
     # that signed in once keeps signing in while strangers lock the account out.
     device_cookie_name: str = "device_token"
     device_cookie_ttl_s: int = Field(default=180 * 24 * 3600, ge=60)
-    rate_signup_ip_count: int = Field(default=10, ge=1)
-    rate_signup_ip_window_s: int = Field(default=3600, ge=1)
-    rate_user_count: int = Field(default=600, ge=1)
-    rate_user_window_s: int = Field(default=60, ge=1)
+    rate_signup_ip_count: PositiveInt = 10
+    rate_signup_ip_window_s: PositiveInt = 3600
+    rate_user_count: PositiveInt = 600
+    rate_user_window_s: PositiveInt = 60
     # Failed logins per email (clients without a device cookie) and per device
     # cookie (its own count): from the threshold-th failure within the window the
     # subject is locked for base * 2^(failures - threshold) seconds, capped.
-    login_lockout_threshold: int = Field(default=5, ge=1)
-    login_lockout_base_s: int = Field(default=30, ge=1)
-    login_lockout_max_s: int = Field(default=3600, ge=1)
-    login_failure_window_s: int = Field(default=3600, ge=1)
+    login_lockout_threshold: PositiveInt = 5
+    login_lockout_base_s: PositiveInt = 30
+    login_lockout_max_s: PositiveInt = 3600
+    login_failure_window_s: PositiveInt = 3600
     # Connection requests: a rejected sender waits this long before asking again.
     connection_request_cooldown_s: int = Field(default=7 * 24 * 3600, ge=0)
-    connection_requests_per_day_free: int = Field(default=20, ge=1)
-    connection_requests_per_day_pro: int = Field(default=100, ge=1)
+    connection_requests_per_day_free: PositiveInt = 20
+    connection_requests_per_day_pro: PositiveInt = 100
     # Upper bound on connections read for /api/connections and /api/conversations.
-    connections_list_max: int = Field(default=1000, ge=1)
+    connections_list_max: PositiveInt = 1000
 
     # Worker tier: its Prometheus endpoint (workers/metrics.py); port 0 turns it off.
     # In a container set the host to 0.0.0.0 so the scraper can reach it.
@@ -259,12 +263,12 @@ class Settings(BaseSettings):
     phonepe_oauth_url: str | None = None
     phonepe_client_id: str | None = None
     phonepe_client_secret: str | None = None
-    phonepe_client_version: int = Field(default=1, ge=1)
+    phonepe_client_version: PositiveInt = 1
     phonepe_merchant_id: str | None = None
     # Webhook credentials set on the PhonePe dashboard; unset means every webhook is refused.
     phonepe_webhook_username: str | None = None
     phonepe_webhook_password: str | None = None
-    phonepe_timeout_s: float = Field(default=5.0, gt=0)
+    phonepe_timeout_s: PositiveFloat = 5.0
     phonepe_retry_attempts: int = Field(default=3, ge=1, le=10)
     phonepe_retry_backoff_s: float = Field(default=1.0, ge=0)  # doubles per retry
     phonepe_order_expire_s: int = Field(default=1200, ge=300, le=3600)
@@ -273,17 +277,17 @@ class Settings(BaseSettings):
     # Unset: the web app's /payments/{orderId} (``web_url``).
     payment_redirect_url: str | None = None
     payment_plans: dict[str, PaymentPlan] = Field(default_factory=_default_payment_plans)
-    rate_payment_create_count: int = Field(default=10, ge=1)
-    rate_payment_create_window_s: int = Field(default=3600, ge=1)
+    rate_payment_create_count: PositiveInt = 10
+    rate_payment_create_window_s: PositiveInt = 3600
     # Reconciliation (workers/payments.py): beat runs it every interval; an order is
     # first checked this long after creation, then with doubling gaps up to the maximum,
     # until terminal, or EXPIRED once its expiry plus the grace has passed.
-    payments_reconcile_interval_s: float = Field(default=10.0, gt=0)
-    payments_reconcile_delay_s: float = Field(default=20.0, ge=0)
-    payments_reconcile_backoff_s: float = Field(default=3.0, ge=0)
-    payments_reconcile_backoff_max_s: float = Field(default=60.0, ge=0)
-    payments_reconcile_batch: int = Field(default=100, ge=1)
-    payments_expiry_grace_s: float = Field(default=120.0, ge=0)
+    payments_reconcile_interval_s: PositiveFloat = 10.0
+    payments_reconcile_delay_s: NonNegativeFloat = 20.0
+    payments_reconcile_backoff_s: NonNegativeFloat = 3.0
+    payments_reconcile_backoff_max_s: NonNegativeFloat = 60.0
+    payments_reconcile_batch: PositiveInt = 100
+    payments_expiry_grace_s: NonNegativeFloat = 120.0
 
     # Feed ("people you may know", domain/feed). The ranked list is cached per user
     # for the TTL (the design allows 5-30 minutes) and paged from that snapshot.
@@ -311,7 +315,7 @@ class Settings(BaseSettings):
     feed_variants: dict[str, dict[str, float]] = Field(default={"learned": {}})
     feed_variant_salt: str = "feed-v1"
     feed_precompute_batch: int = Field(default=200, ge=1, le=5000)
-    feed_active_days: float = Field(default=14.0, gt=0)
+    feed_active_days: PositiveFloat = 14.0
     feed_precompute_hour_utc: int = Field(default=3, ge=0, le=23)
     # The learned ranker (domain/feed/training.py, registry.py). Variants may pin a
     # model: {"variant": 3} serves version 3, "weights" always its weight set,
@@ -323,15 +327,15 @@ class Settings(BaseSettings):
     feed_model_check_s: float = Field(default=30.0, ge=0.05, le=3600)
     # Nightly training, before the precompute so that it warms with the new model.
     feed_training_hour_utc: int = Field(default=2, ge=0, le=23)
-    feed_training_window_days: float = Field(default=60.0, gt=0)
+    feed_training_window_days: PositiveFloat = 60.0
     feed_training_max_impressions: int = Field(default=300_000, ge=100)
     # The most recent impressions held out to compare the new model with the served one.
     feed_training_holdout: float = Field(default=0.2, gt=0, lt=1)
     # Below these (useful training queries, positive labels in them) the ranker stays.
-    feed_training_min_queries: int = Field(default=100, ge=1)
-    feed_training_min_positives: int = Field(default=200, ge=1)
+    feed_training_min_queries: PositiveInt = 100
+    feed_training_min_positives: PositiveInt = 200
     # A new model is promoted only when its held-out NDCG@20 beats the served one's by this.
-    feed_training_min_gain: float = Field(default=0.005, ge=0)
+    feed_training_min_gain: NonNegativeFloat = 0.005
     # Models older than the newest this many keep their metadata but lose their text.
     feed_models_keep: int = Field(default=30, ge=2)
 
@@ -340,13 +344,13 @@ class Settings(BaseSettings):
     # email_max_retries times, waiting about base * 2^retry (equal jitter, capped),
     # then dead-lettered. A send claim older than the lease counts as abandoned by a
     # dead worker and may be taken over, so keep the lease above one SMTP exchange.
-    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    smtp_timeout_s: PositiveFloat = 10.0
     email_max_retries: int = Field(default=5, ge=0, le=20)
-    email_retry_backoff_s: float = Field(default=10.0, ge=0)
-    email_retry_backoff_max_s: float = Field(default=600.0, ge=0)
-    email_send_lease_s: float = Field(default=120.0, gt=0)
+    email_retry_backoff_s: NonNegativeFloat = 10.0
+    email_retry_backoff_max_s: NonNegativeFloat = 600.0
+    email_send_lease_s: PositiveFloat = 120.0
     # Beat runs the offline-message sweep this often; it claims at most a batch per shard per round.
-    email_sweep_interval_s: float = Field(default=20.0, gt=0)
+    email_sweep_interval_s: PositiveFloat = 20.0
     email_sweep_batch: int = Field(default=500, ge=1, le=5000)
     # Unsubscribe links (RFC 8058 one-click, domain/unsubscribe.py) stop working after this.
     unsubscribe_token_max_age_s: int = Field(default=180 * 24 * 3600, ge=60)
@@ -355,8 +359,8 @@ class Settings(BaseSettings):
     # Redis broker: an unacknowledged task (its worker died) is handed out again after
     # the visibility timeout; abandoned tasks are looked for every restore interval.
     # Keep the timeout above every task's time limit and every retry countdown.
-    celery_visibility_timeout_s: int = Field(default=3600, ge=1)
-    celery_restore_interval_s: int = Field(default=10, ge=1)
+    celery_visibility_timeout_s: PositiveInt = 3600
+    celery_restore_interval_s: PositiveInt = 10
 
     @field_validator("redis_urls", "allowed_origins", "trusted_proxies", mode="before")
     @classmethod
@@ -462,8 +466,6 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings, raising ``SettingsError`` with one line per wrong setting."""
-    from pydantic import ValidationError
-
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -484,8 +486,6 @@ class SettingsError(Exception):
 
 def settings_to_env(settings: Settings) -> dict[str, str]:
     """The DEVCONNECT_* variables that make another process build the same settings."""
-    import json
-
     env: dict[str, str] = {}
     for name, value in settings.model_dump(mode="json").items():
         if value is None:

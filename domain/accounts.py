@@ -86,6 +86,10 @@ def email_ip_subject(email: str, ip: str) -> str:
     return f"{email_subject(email)}:ip:{ip}"
 
 
+def device_subject(device: Device) -> str:
+    return f"device:{device.device_id}"
+
+
 async def _spend(ctx: RestContext, bucket: str, subject: str, rate: Rate) -> None:
     decision = await ctx.limiter.hit(bucket, subject, rate)
     if not decision.allowed:
@@ -190,7 +194,7 @@ async def login(
     if device is not None and (user is None or device.user_id != str(user["_id"])):
         device = None  # a cookie of another account vouches for nothing here
     if device is not None:
-        subject = device.subject
+        subject = device_subject(device)
         budgets = [("login-device", subject, ctx.limits.login_device)]
     else:
         subject = email_subject(body.email)

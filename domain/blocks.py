@@ -40,7 +40,7 @@ async def block(ctx: RestContext, me: str, other: str) -> None:
             )
         # Pending requests either way end too, so neither side sees a stale request.
         await end_pair(ctx, me, other, [ACCEPTED, PENDING])
-    await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.bus_origin)
+    await notify.connection_ended(ctx, me, other)
     await feed_relation_changed(ctx, me, other)
 
 
@@ -48,5 +48,5 @@ async def unblock(ctx: RestContext, me: str, other: str) -> None:
     result = await ctx.db[BLOCKS].delete_one({"blockKey": f"{me}>{other}"})
     if not result.deleted_count:
         raise NotFound("You have not blocked this user.", code="not_blocked")
-    await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.bus_origin)
+    await notify.connection_ended(ctx, me, other)
     await feed_relation_changed(ctx, me, other)

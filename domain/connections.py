@@ -195,11 +195,10 @@ async def create_request(
                 reverse.update(status=ACCEPTED, updatedAt=now)
                 doc["_id"] = (await requests.insert_one(doc)).inserted_id
     views = await _views(ctx, [doc] if reverse is None else [doc, reverse])
-    origin = ctx.bus_origin
     if reverse is None:
-        await notify.connection_requested(ctx.redis, ctx.keys, _event(views[0]), origin, ctx.tasks)
+        await notify.connection_requested(ctx, _event(views[0]))
     else:
-        await notify.connection_accepted(ctx.redis, ctx.keys, _event(views[1]), origin, ctx.tasks)
+        await notify.connection_accepted(ctx, _event(views[1]))
     await feed_relation_changed(ctx, me, to)
     await feed_outcome(ctx, "request", me, to)
     if reverse is not None:
@@ -235,8 +234,7 @@ async def answer_request(
         raise Conflict("This request is no longer pending.", code="not_pending")
     (view,) = await _views(ctx, [updated])
     if answer.status == ACCEPTED:
-        origin = ctx.bus_origin
-        await notify.connection_accepted(ctx.redis, ctx.keys, _event(view), origin, ctx.tasks)
+        await notify.connection_accepted(ctx, _event(view))
     await feed_relation_changed(ctx, doc["fromUserId"], me)
     await feed_outcome(
         ctx, "accept" if answer.status == ACCEPTED else "reject", doc["fromUserId"], me
@@ -334,5 +332,5 @@ async def remove_connection(ctx: RestContext, me: str, other: str) -> None:
         changed = await end_pair(ctx, me, other, [ACCEPTED])
     if not changed:
         raise NotFound("You are not connected to this user.", code="not_connected")
-    await notify.connection_ended(ctx.redis, ctx.keys, me, other, ctx.bus_origin)
+    await notify.connection_ended(ctx, me, other)
     await feed_relation_changed(ctx, me, other)

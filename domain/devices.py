@@ -36,11 +36,6 @@ class Device:
     user_id: str
     device_id: str
 
-    @property
-    def subject(self) -> str:
-        """Rate-limit and lockout subject of this device."""
-        return f"device:{self.device_id}"
-
 
 class DeviceTokens:
     def __init__(self, jwt_secret: str, ttl_s: int) -> None:

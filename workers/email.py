@@ -287,6 +287,16 @@ def _dead_letter_task(
 # -- the tasks -----------------------------------------------------------------------
 
 
+def _send_task(name: str) -> Any:
+    """The decorator of a task that sends one mail: bound, under the send time limits."""
+    return shared_task(
+        name=name,
+        bind=True,
+        time_limit=SEND_TIME_LIMIT_S,
+        soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
+    )
+
+
 @shared_task(
     name=EMAIL_SWEEP_OFFLINE,
     bind=True,
@@ -318,12 +328,7 @@ def sweep_offline(self: Task[Any, Any]) -> dict[str, int]:
     return {"claimed": claimed}
 
 
-@shared_task(
-    name=EMAIL_OFFLINE_MESSAGES,
-    bind=True,
-    time_limit=SEND_TIME_LIMIT_S,
-    soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
-)
+@_send_task(EMAIL_OFFLINE_MESSAGES)
 def offline_messages(self: Task[Any, Any], user_id: str) -> dict[str, Any]:
     def build(ctx: WorkerContext) -> dict[str, Any]:
         if is_online(ctx.redis_for(user_id), ctx.keys, user_id):
@@ -370,25 +375,19 @@ def _request_note(
     )
     name = person.get("name") or "Someone"
     if accepted:
-        return Notification(
-            key=f"connection-accepted:{request_id}",
-            kind=kind,
-            user_id=recipient,
-            template="connection_accepted",
-            subject=f"{name} accepted your connection request",
-            context={"by_name": name},
-        )
-    return Notification(
-        key=f"connection-request:{request_id}",
-        kind=kind,
-        user_id=recipient,
-        template="connection_request",
-        subject=f"{name} wants to connect with you",
-        context={
+        key, template = f"connection-accepted:{request_id}", "connection_accepted"
+        subject = f"{name} accepted your connection request"
+        context: dict[str, Any] = {"by_name": name}
+    else:
+        key, template = f"connection-request:{request_id}", "connection_request"
+        subject = f"{name} wants to connect with you"
+        context = {
             "from_name": name,
             "from_headline": person.get("headline") or "",
             "message": doc.get("message") or "",
-        },
+        }
+    return Notification(
+        key=key, kind=kind, user_id=recipient, template=template, subject=subject, context=context
     )
 
 
@@ -400,22 +399,12 @@ def _send_request_note(task: Task[Any, Any], request_id: str, accepted: bool) ->
     return _run(task, "connections", build)
 
 
-@shared_task(
-    name=EMAIL_CONNECTION_REQUEST,
-    bind=True,
-    time_limit=SEND_TIME_LIMIT_S,
-    soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
-)
+@_send_task(EMAIL_CONNECTION_REQUEST)
 def connection_request(self: Task[Any, Any], request_id: str) -> dict[str, Any]:
     return _send_request_note(self, request_id, accepted=False)
 
 
-@shared_task(
-    name=EMAIL_CONNECTION_ACCEPTED,
-    bind=True,
-    time_limit=SEND_TIME_LIMIT_S,
-    soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
-)
+@_send_task(EMAIL_CONNECTION_ACCEPTED)
 def connection_accepted(self: Task[Any, Any], request_id: str) -> dict[str, Any]:
     return _send_request_note(self, request_id, accepted=True)
 
@@ -433,12 +422,7 @@ def _money(amount_paise: object, currency: object) -> str:
     return f"{symbol}{amount // 100:,}.{amount % 100:02d}"
 
 
-@shared_task(
-    name=EMAIL_PAYMENT_RECEIPT,
-    bind=True,
-    time_limit=SEND_TIME_LIMIT_S,
-    soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
-)
+@_send_task(EMAIL_PAYMENT_RECEIPT)
 def payment_receipt(self: Task[Any, Any], user_id: str, order_id: str) -> dict[str, Any]:
     def build(ctx: WorkerContext) -> dict[str, Any]:
         order = ctx.db[PAYMENTS].find_one({"merchantOrderId": order_id})

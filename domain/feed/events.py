@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Concatenate, Literal, ParamSpec
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
@@ -40,33 +41,32 @@ Outcome = Literal["request", "accept", "reject", "withdraw"]
 MAX_PENDING = 1000
 
 
+_P = ParamSpec("_P")
+
+
+def _in_background(
+    write: Callable[Concatenate[FeedEvents, _P], Coroutine[Any, Any, None]],
+) -> Callable[Concatenate[FeedEvents, _P], None]:
+    """``write`` in the background; at most MAX_PENDING writes wait at once (past
+    that, the events are dropped and counted as errors)."""
+
+    def start(self: FeedEvents, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        if len(self._pending) >= MAX_PENDING:
+            if self.metrics:
+                self.metrics.events.labels("error").inc()
+            return
+        task = asyncio.get_running_loop().create_task(write(self, *args, **kwargs))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    return start
+
+
 class FeedEvents:
     def __init__(self, db: AsyncDatabase[Doc], metrics: FeedMetrics | None = None) -> None:
         self.collection = db[FEED_EVENTS]
         self.metrics = metrics
         self._pending: set[asyncio.Task[None]] = set()
-
-    def impressions_soon(
-        self,
-        user_id: str,
-        items: list[FeedItem],
-        variant: str,
-        offset: int,
-        model_version: int | None = None,
-    ) -> None:
-        """``impressions`` in the background; at most MAX_PENDING writes wait at once
-        (past that, impressions are dropped and counted as errors)."""
-        if not items:
-            return
-        if len(self._pending) >= MAX_PENDING:
-            if self.metrics:
-                self.metrics.events.labels("error").inc()
-            return
-        task = asyncio.get_running_loop().create_task(
-            self.impressions(user_id, items, variant, offset, model_version)
-        )
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
 
     async def drain(self) -> None:
         """Wait for the background writes started so far."""
@@ -99,6 +99,8 @@ class FeedEvents:
             for i, item in enumerate(items)
         ]
         await self._write("impression", docs)
+
+    impressions_soon = _in_background(impressions)
 
     async def outcome(self, kind: Outcome, user_id: str, candidate_id: str) -> None:
         doc = {

@@ -266,7 +266,8 @@ class FeedService:
             self.metrics.pages.labels("hit" if hit else "miss").inc()
             self.metrics.impressions.labels(variant).inc(len(items))
         version = got.header.get("model")
-        self.events.impressions_soon(user_id, items, variant, offset, version)
+        if items:
+            self.events.impressions_soon(user_id, items, variant, offset, version)
         return FeedPage(
             items=items,
             nextCursor=make_cursor(snapshot, offset + limit) if more else None,

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from domain import connections
-from domain.models import (
-    ConnectionList,
-    ConnectionRequestAnswer,
-    ConnectionRequestBody,
-    ConnectionRequestPage,
-    ConnectionRequestQuery,
-    ConnectionRequestView,
-)
+from domain import connections, models
 from restd.handlers.base import ApiHandler
 from restd.openapi import Link, Operation
 
@@ -22,15 +14,15 @@ class RequestsHandler(ApiHandler):
         "get": Operation(
             "My incoming or outgoing requests",
             TAG,
-            ConnectionRequestPage,
-            query=ConnectionRequestQuery,
+            models.ConnectionRequestPage,
+            query=models.ConnectionRequestQuery,
         ),
         "post": Operation(
             "Ask a user to connect (accepts theirs if they asked first)",
             TAG,
-            ConnectionRequestView,
+            models.ConnectionRequestView,
             status=201,
-            body=ConnectionRequestBody,
+            body=models.ConnectionRequestBody,
             errors=(403, 404, 409),
             links=(
                 Link(
@@ -53,12 +45,12 @@ class RequestsHandler(ApiHandler):
 
     async def get(self) -> None:
         me = await self.require_user()
-        query = self.parse_query(ConnectionRequestQuery)
+        query = self.parse_query(models.ConnectionRequestQuery)
         self.write_model(await connections.list_requests(self.ctx, me, query))
 
     async def post(self) -> None:
         me = await self.require_user()
-        body = self.parse_body(ConnectionRequestBody)
+        body = self.parse_body(models.ConnectionRequestBody)
         self.write_model(await connections.create_request(self.ctx, me, body), status=201)
 
 
@@ -67,21 +59,21 @@ class RequestHandler(ApiHandler):
         "patch": Operation(
             "Accept or reject a request (its recipient only)",
             TAG,
-            ConnectionRequestView,
-            body=ConnectionRequestAnswer,
+            models.ConnectionRequestView,
+            body=models.ConnectionRequestAnswer,
             errors=(403, 409),
         ),
         "delete": Operation(
             "Withdraw a request (its sender only)",
             TAG,
-            ConnectionRequestView,
+            models.ConnectionRequestView,
             errors=(403, 409),
         ),
     }
 
     async def patch(self, request_id: str) -> None:
         me = await self.require_user()
-        answer = self.parse_body(ConnectionRequestAnswer)
+        answer = self.parse_body(models.ConnectionRequestAnswer)
         self.write_model(await connections.answer_request(self.ctx, me, request_id, answer))
 
     async def delete(self, request_id: str) -> None:
@@ -90,7 +82,7 @@ class RequestHandler(ApiHandler):
 
 
 class ConnectionsHandler(ApiHandler):
-    operations = {"get": Operation("My connections", TAG, ConnectionList)}
+    operations = {"get": Operation("My connections", TAG, models.ConnectionList)}
 
     async def get(self) -> None:
         me = await self.require_user()
