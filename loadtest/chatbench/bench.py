@@ -532,13 +532,14 @@ async def run_idle(
         tokens = [issuer.issue_access(u) for pair in pairs for u in pair]
 
         async def storm() -> tuple[list[ChatClient], float, Any, Any, Any, Any]:
-            """Every socket connects: the clients, the seconds it took, and chatd's CPU
-            and metrics before and after."""
-            scraped0, cpu0 = _scrape(port), stack.cpu_seconds()
+            """Every socket connects: the clients, the seconds it took, and the CPU of
+            the servers and of the generator, and chatd's metrics, before and after."""
+            print(f"chatbench: {len(tokens)} sockets connecting", file=sys.stderr, flush=True)
+            scraped0, cpu0 = _scrape(port), (*stack.cpu_seconds(), time.process_time())
             started = time.perf_counter()
             clients = await _connect_all([url], tokens, None, concurrency)
             seconds = time.perf_counter() - started
-            cpu1 = stack.cpu_seconds()
+            cpu1 = (*stack.cpu_seconds(), time.process_time())
             await asyncio.sleep(2.0)
             return clients, seconds, cpu0, cpu1, scraped0, _scrape(port)
 
@@ -570,7 +571,7 @@ async def run_idle(
 
         def cpu_between(start: tuple[float, ...], end: tuple[float, ...]) -> dict[str, float]:
             spent = (after - before for after, before in zip(end, start, strict=True))
-            names = ("chatd", "store", "redis")
+            names = ("chatd", "store", "redis", "generator")
             return {name: round(s, 2) for name, s in zip(names, spent, strict=True)}
 
         return {
