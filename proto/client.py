@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import secrets
+import socket
 from collections.abc import Callable
 from typing import Any
 
 from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.netutil import DefaultLoopResolver
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from proto import events
@@ -31,7 +34,29 @@ class HandshakeRefused(Exception):
         self.body = body
 
 
+class LiteralResolver(DefaultLoopResolver):
+    """An IP literal resolves to itself; a name goes to asyncio's ``getaddrinfo``.
+
+    asyncio sends every ``getaddrinfo`` to a thread pool, literals included: in a
+    storm of 10,000 connects to 127.0.0.1 that round trip took about a quarter of
+    the load generator's CPU.
+    """
+
+    async def resolve(
+        self, host: str, port: int, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[tuple[int, Any]]:
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return await super().resolve(host, port, family)
+        if ip.version == 6:
+            return [(socket.AF_INET6, (str(ip), port, 0, 0))]
+        return [(socket.AF_INET, (str(ip), port))]
+
+
 class ChatClient:
+    resolver = LiteralResolver()
+
     def __init__(
         self,
         conn: WebSocketClientConnection,
@@ -79,7 +104,10 @@ class ChatClient:
         offered = subprotocols if subprotocols is not None else [chosen.name]
         try:
             conn = await websocket_connect(
-                request, subprotocols=offered, max_message_size=max_message_size
+                request,
+                subprotocols=offered,
+                max_message_size=max_message_size,
+                resolver=cls.resolver,
             )
         except HTTPClientError as exc:
             body = exc.response.body if exc.response is not None else b""
