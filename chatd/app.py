@@ -31,7 +31,7 @@ from chatd.router import RedisRouter
 from chatd.store import MessageStore
 from chatd.transport import chat_routes
 from core.health import Readiness
-from core.metrics import new_registry
+from core.metrics import new_registry, observe_gc_pauses
 from core.mongo import ensure_indexes_on_start
 from core.runtime import Stores, open_stores, run_service
 from core.settings import Settings
@@ -161,6 +161,7 @@ async def serve(settings: Settings) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+    unobserve_gc = observe_gc_pauses(running.node.metrics.gc_pause)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -171,6 +172,7 @@ async def serve(settings: Settings) -> None:
         await asyncio.wait_for(running.drain_and_stop(), settings.drain_timeout_s + 5)
     except TimeoutError:
         log.warning("drain exceeded its bound; exiting")
+    unobserve_gc()
 
 
 def main(settings: Settings, _argv: list[str]) -> int:

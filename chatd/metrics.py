@@ -88,6 +88,11 @@ class ChatMetrics:
             "chatd_loop_lag_seconds",
             "How late a periodic timer fires: time the event loop was busy elsewhere",
         )
+        self.gc_pause = m.histogram(
+            "chatd_gc_pause_seconds",
+            "Garbage collections, by generation, and how long each held the interpreter",
+            ["generation"],
+        )
         self.draining = m.gauge("chatd_draining", "1 while the node drains for shutdown")
 
     def observe_commit(self, size: int, seconds: float) -> None:
