@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -32,6 +33,7 @@ from core import relations
 from core.auth import TokenIssuer
 from core.embedded import ManagedProcess, free_port, mongo_process, redis_process
 from core.ids import pair_key
+from core.metrics import MetricFactory, new_registry, observe_gc_pauses
 from core.settings import Settings, settings_to_env
 from proto.client import ChatClient, HandshakeRefused
 
@@ -291,6 +293,22 @@ def _histogram(
     }
 
 
+def _gc_pauses(
+    name: str, after: dict[str, float], before: dict[str, float]
+) -> dict[str, dict[str, float]]:
+    """Garbage collections between two readings of a pause histogram labelled by
+    generation: per generation, how many and the seconds they held the interpreter."""
+
+    def delta(part: str, generation: int) -> float:
+        key = f'{name}_{part}{{generation="{generation}"}}'
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    return {
+        str(g): {"collections": int(delta("count", g)), "seconds": round(delta("sum", g), 3)}
+        for g in range(3)
+    }
+
+
 def _errors(values: dict[str, float]) -> dict[str, float]:
     """Bus, store and refusal counters that are not zero."""
     return {
@@ -385,7 +403,16 @@ async def _connect_all(
                     await asyncio.sleep(0.1 * (attempt + 1))
             raise AssertionError("unreachable")
 
-    return list(await asyncio.gather(*(one(k, t) for k, t in enumerate(tokens))))
+    # While every client built so far survives, the generator's collector would walk
+    # them all again and again (measured: 3-4 s of its core in a storm of 10,000, which
+    # made the generator, not the server, the limit). Off while the sockets connect;
+    # what they built is frozen after, since it lives until the run ends.
+    gc.disable()
+    try:
+        return list(await asyncio.gather(*(one(k, t) for k, t in enumerate(tokens))))
+    finally:
+        gc.enable()
+        gc.freeze()
 
 
 async def run_load(
@@ -531,19 +558,58 @@ async def run_idle(
         base_rss, _ = _proc_stats(stack.chatd.pid)
         tokens = [issuer.issue_access(u) for pair in pairs for u in pair]
 
-        async def storm() -> tuple[list[ChatClient], float, Any, Any, Any, Any]:
-            """Every socket connects: the clients, the seconds it took, and the CPU of
-            the servers and of the generator, and chatd's metrics, before and after."""
+        # The generator's own collections: with 10,000 clients they are a cost of its own.
+        gc_registry = new_registry()
+        gc_metric = "generator_gc_pause_seconds"
+        generator_gc = MetricFactory(gc_registry).histogram(
+            gc_metric, "The load generator's collections", ["generation"]
+        )
+        unobserve_gc = observe_gc_pauses(generator_gc)
+
+        def generator_gc_now() -> dict[str, float]:
+            return {
+                f'{gc_metric}_{part}{{generation="{g}"}}': gc_registry.get_sample_value(
+                    f"{gc_metric}_{part}", {"generation": str(g)}
+                )
+                or 0.0
+                for g in range(3)
+                for part in ("sum", "count")
+            }
+
+        async def storm() -> tuple[list[ChatClient], dict[str, Any], dict[str, float]]:
+            """Every socket connects: the clients, what the storm cost (time, CPU of the
+            servers and the generator, collections, hello latency, loop lag), and chatd's
+            metrics after it."""
             print(f"chatbench: {len(tokens)} sockets connecting", file=sys.stderr, flush=True)
             scraped0, cpu0 = _scrape(port), (*stack.cpu_seconds(), time.process_time())
+            gc0 = generator_gc_now()
             started = time.perf_counter()
             clients = await _connect_all([url], tokens, None, concurrency)
             seconds = time.perf_counter() - started
             cpu1 = (*stack.cpu_seconds(), time.process_time())
+            generator_gc_spent = _gc_pauses(gc_metric, generator_gc_now(), gc0)
             await asyncio.sleep(2.0)
-            return clients, seconds, cpu0, cpu1, scraped0, _scrape(port)
+            scraped = _scrape(port)
+            spent = (after - before for after, before in zip(cpu1, cpu0, strict=True))
+            names = ("chatd", "store", "redis", "generator")
+            return (
+                clients,
+                {
+                    "seconds": round(seconds, 2),
+                    "handshakesPerSecond": round(len(clients) / seconds, 1),
+                    "cpuSeconds": {n: round(s, 2) for n, s in zip(names, spent, strict=True)},
+                    "gc": {
+                        "chatd": _gc_pauses("chatd_gc_pause_seconds", scraped, scraped0),
+                        "generator": generator_gc_spent,
+                    },
+                    "helloLatency": _histogram("chatd_hello_seconds", scraped, scraped0),
+                    "loopLag": _histogram("chatd_loop_lag_seconds", scraped, scraped0),
+                    "errorsSinceStart": _errors(scraped),
+                },
+                scraped,
+            )
 
-        clients, connect_s, cpu_connect0, cpu_connect1, connect0, connected = await storm()
+        clients, connect, connected = await storm()
         rss, _ = _proc_stats(stack.chatd.pid)
         cpu0 = stack.cpu_seconds()
         await asyncio.sleep(window_s)
@@ -555,41 +621,23 @@ async def run_idle(
         for client in clients:
             client.conn.close()
         await asyncio.sleep(settings.presence_grace_s + 2.0)
-        (
-            clients,
-            reconnect_s,
-            cpu_reconnect0,
-            cpu_reconnect1,
-            reconnect0,
-            reconnected,
-        ) = await storm()
+        clients, reconnect, _ = await storm()
+        unobserve_gc()
         for client in [warm, *clients]:
             client.conn.close()
         chatd_s, store_s, redis_s = (
             after - before for after, before in zip(cpu1, cpu0, strict=True)
         )
-
-        def cpu_between(start: tuple[float, ...], end: tuple[float, ...]) -> dict[str, float]:
-            spent = (after - before for after, before in zip(end, start, strict=True))
-            names = ("chatd", "store", "redis", "generator")
-            return {name: round(s, 2) for name, s in zip(names, spent, strict=True)}
-
         return {
             "sockets": len(clients),
             "connectConcurrency": concurrency,
-            "connectSeconds": round(connect_s, 2),
-            "handshakesPerSecond": round(len(clients) / connect_s, 1),
-            "connectCpuSeconds": cpu_between(cpu_connect0, cpu_connect1),
-            "helloLatency": _histogram("chatd_hello_seconds", connected, connect0),
-            "connectLoopLag": _histogram("chatd_loop_lag_seconds", connected, connect0),
-            "reconnect": {
-                "seconds": round(reconnect_s, 2),
-                "handshakesPerSecond": round(len(clients) / reconnect_s, 1),
-                "cpuSeconds": cpu_between(cpu_reconnect0, cpu_reconnect1),
-                "helloLatency": _histogram("chatd_hello_seconds", reconnected, reconnect0),
-                "loopLag": _histogram("chatd_loop_lag_seconds", reconnected, reconnect0),
-                "errorsSinceStart": _errors(reconnected),
-            },
+            "connectSeconds": connect["seconds"],
+            "handshakesPerSecond": connect["handshakesPerSecond"],
+            "connectCpuSeconds": connect["cpuSeconds"],
+            "connectGc": connect["gc"],
+            "helloLatency": connect["helloLatency"],
+            "connectLoopLag": connect["loopLag"],
+            "reconnect": reconnect,
             "baseRssBytes": base_rss,
             "rssBytes": rss,
             "bytesPerIdleSocket": round(per_socket),
