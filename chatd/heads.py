@@ -1,11 +1,9 @@
 """Committed stream heads in Redis: what hello reads instead of two store reads a socket.
 
-Each user's last committed positions (chatd/store.py) are kept on the user's
-shard as a sorted set with the members ``i`` (inbound) and ``o`` (outbound),
-written with ZADD GT, so a head only ever rises whichever node writes last, and
-kept ``KEEP_S`` after its last write. Sockets opening in the same loop turn read
-theirs in one pipeline a shard; a head missing here (a new user, an expired key,
-a Redis restarted empty) is read from the store and recorded.
+The heads and how they are written are in core/heads.py. Sockets opening in the
+same loop turn read theirs in one pipeline a shard; a head missing there (an
+expired key, a Redis restarted empty, an account from before signup recorded
+them) is read from the store and recorded.
 
 Why hello's cursor stays right (the trap in chatd/store.py):
 - never ahead of the store: the writer records a head only after the commit
@@ -32,27 +30,11 @@ from collections.abc import Awaitable, Callable
 from aiodataloader import DataLoader
 from redis.exceptions import RedisError
 
+from core.heads import INBOUND, OUTBOUND, Heads, HeadsWriter
 from core.keys import Keys
 from core.redis import RedisShards
 
-KEEP_S = 7 * 24 * 3600
 RECORD_TIMEOUT_S = 0.25
-INBOUND, OUTBOUND = "i", "o"
-
-# KEYS: heads keys; ARGV[1]: seconds to keep; then per key its inbound and outbound
-# head, "" where that stream did not move. ZADD GT: a head only rises.
-RAISE_HEADS = """
-for i, key in ipairs(KEYS) do
-  local inbound, outbound = ARGV[2 * i], ARGV[2 * i + 1]
-  if inbound ~= '' then redis.call('ZADD', key, 'GT', inbound, 'i') end
-  if outbound ~= '' then redis.call('ZADD', key, 'GT', outbound, 'o') end
-  redis.call('EXPIRE', key, ARGV[1])
-end
-return #KEYS
-"""
-
-# user -> (inbound head, outbound head); None where the stream did not move.
-Heads = dict[str, tuple[int | None, int | None]]
 
 
 class StreamHeads:
@@ -70,8 +52,7 @@ class StreamHeads:
         self.load = load
         self.on_error = on_error
         self._loader: DataLoader[str, tuple[int, int]] | None = None
-        # EVALSHA, loaded on first use on each shard (redis-py's Script).
-        self._raise = redis.primary.register_script(RAISE_HEADS)
+        self._writer = HeadsWriter(redis, keys)
         self._unrecorded: Heads = {}
 
     # -- the writer ---------------------------------------------------------------
@@ -81,25 +62,11 @@ class StreamHeads:
         pending = _merge(self._unrecorded, heads)
         self._unrecorded = {}
         try:
-            await asyncio.wait_for(self._write(pending), RECORD_TIMEOUT_S)
+            await asyncio.wait_for(self._writer.raise_heads(pending), RECORD_TIMEOUT_S)
         except (RedisError, OSError, TimeoutError):
             self.on_error("heads-record")
             # Kept for the next commit, which records them again with its own.
             self._unrecorded = _merge(self._unrecorded, pending)
-
-    async def _write(self, heads: Heads) -> None:
-        """One script call a shard, whatever the batch holds (a pipeline of two commands
-        a user cost chatd ~60 us of CPU a message to pack and parse)."""
-        for shard, users in self.redis.by_shard(heads).items():
-            args: list[int | str] = [KEEP_S]
-            for user in users:
-                inbound, outbound = heads[user]
-                args += ["" if inbound is None else inbound, "" if outbound is None else outbound]
-            await self._raise(
-                keys=[self.keys.stream_heads(user) for user in users],
-                args=args,
-                client=self.redis.clients[shard],
-            )
 
     # -- hello --------------------------------------------------------------------
 

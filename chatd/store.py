@@ -46,7 +46,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from chatd.batch import Outcome, Pending, duplicate_field, written_message
-from chatd.heads import Heads, StreamHeads
+from chatd.heads import StreamHeads
 from chatd.inbox import Inbox
 from chatd.stored import (
     _LRU,
@@ -60,6 +60,7 @@ from chatd.stored import (
 )
 from chatd.streams import StreamRead, StreamReader
 from core import messages
+from core.heads import Heads
 from core.inbox import InboxMessage
 from core.mongo import MESSAGES, Doc
 from proto.cursor import Cursor

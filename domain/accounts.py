@@ -39,6 +39,7 @@ from pymongo.errors import DuplicateKeyError
 
 from core import bus
 from core.auth import HashingBusy, hash_refresh_token, new_refresh_token
+from core.heads import record_new_accounts
 from core.mongo import REFRESH_TOKENS, USERS, Doc
 from core.ratelimit import Rate
 from domain.context import RestContext
@@ -163,6 +164,7 @@ async def signup(ctx: RestContext, body: SignupBody, ip: str) -> Session:
     except DuplicateKeyError:
         raise Conflict("An account with this email already exists.", code="email_taken") from None
     doc["_id"] = result.inserted_id
+    await record_new_accounts(ctx.redis, ctx.keys, [str(result.inserted_id)])
     await feed_signed_up(ctx, doc)
     ctx.metrics.signups.inc()
     log.info("signup", extra={"userId": str(result.inserted_id)})

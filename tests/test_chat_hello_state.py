@@ -9,9 +9,13 @@ concurrent changes and a writer that stopped half way.
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from core import relations
+from core.heads import KEEP_S, record_new_accounts
+from core.keys import Keys
 from core.mongo import CONTACT_LISTS
+from core.redis import RedisShards
 from core.settings import Settings
 from proto.client import ChatClient
 from tests.chat_harness import running_chatd
@@ -153,3 +157,38 @@ async def test_a_head_left_behind_by_a_failed_record_loses_nothing(settings: Set
         got = [await b.wait_for("incoming-message") for _ in range(3)]
         assert [g["text"] for g in got] == ["m1", "m2", "m3"]
         assert [g["cursor"] for g in got] == ["2.0", "3.0", "4.0"]
+
+
+async def test_signup_records_empty_heads_and_commits_raise_them(services: Services) -> None:
+    """A new account's streams are empty: signup records both heads at 0, so its first
+    hello reads Redis; the first commits raise them as for anyone."""
+    settings = make_settings(services)
+    async with running_restd(settings) as api, running_chatd(settings) as chat:
+        alice, bob = await api.signup("Alice"), await api.signup("Bob")
+        for user in (alice, bob):
+            assert await _heads(chat, user.id) == {b"i": 0.0, b"o": 0.0}
+            key = chat.stores.keys.stream_heads(user.id)
+            assert 0 < await chat.stores.redis.for_user(user.id).ttl(key) <= KEEP_S
+        asked = await alice.http.post(
+            "/api/connection-requests", json={"toUserId": bob.id, "message": ""}
+        )
+        await bob.http.patch(
+            f"/api/connection-requests/{asked.json()['id']}", json={"status": "accepted"}
+        )
+        a, b = await chat.client(alice.id), await chat.client(bob.id)
+        assert a.hello["cursor"] == b.hello["cursor"] == "0.0"
+        await _send(a, bob.id, ["m0", "m1"])
+        assert await _heads(chat, bob.id) == {b"i": 2.0, b"o": 0.0}
+        assert await _heads(chat, alice.id) == {b"i": 0.0, b"o": 2.0}
+
+
+async def test_recording_new_accounts_never_fails_a_signup() -> None:
+    """Best effort: with Redis unreachable the heads are simply read from the store later."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        redis = RedisShards([f"redis://127.0.0.1:{port}/0"])
+        try:
+            await record_new_accounts(redis, Keys("t:"), ["64b000000000000000000001"])
+        finally:
+            await redis.close()
