@@ -27,13 +27,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from bson import ObjectId
-from pymongo import AsyncMongoClient
 
 from core import relations
 from core.auth import TokenIssuer
 from core.embedded import ManagedProcess, free_port, mongo_process, redis_process
+from core.heads import record_new_accounts
 from core.ids import pair_key
 from core.metrics import MetricFactory, new_registry, observe_gc_pauses
+from core.runtime import open_stores
 from core.settings import Settings, settings_to_env
 from proto.client import ChatClient, HandshakeRefused
 
@@ -215,9 +216,15 @@ class Stack:
             proc.stop(signal.SIGKILL if proc in self.chatds else signal.SIGTERM)
 
 
-async def _make_pairs(settings: Settings, pairs: int) -> list[tuple[str, str]]:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
-    db = client[settings.mongo_db]
+async def _make_pairs(
+    settings: Settings, pairs: int, signup_heads: bool = True
+) -> list[tuple[str, str]]:
+    """``pairs`` pairs of connected users, written as restd writes them: the accounts
+    (with their empty stream heads, as signup records them, unless ``signup_heads``
+    is off: then every first hello reads its heads from the store), the accepted
+    requests and every user's contact list."""
+    stores = open_stores(settings)
+    db = stores.db
     users = [ObjectId() for _ in range(pairs * 2)]
     for start in range(0, len(users), 1000):
         await db.users.insert_many(
@@ -227,6 +234,9 @@ async def _make_pairs(settings: Settings, pairs: int) -> list[tuple[str, str]]:
             ]
         )
     ids = [str(u) for u in users]
+    if signup_heads:
+        for start in range(0, len(ids), 1000):
+            await record_new_accounts(stores.redis, stores.keys, ids[start : start + 1000])
     result = [(ids[2 * i], ids[2 * i + 1]) for i in range(pairs)]
     docs = [
         {"fromUserId": a, "toUserId": b, "status": "accepted", "pairKey": pair_key(a, b)}
@@ -239,7 +249,7 @@ async def _make_pairs(settings: Settings, pairs: int) -> list[tuple[str, str]]:
         await asyncio.gather(
             *(relations.contacts_changed(db, (u,)) for u in ids[start : start + 200])
         )
-    await client.close()
+    await stores.close()
     return result
 
 
@@ -531,9 +541,12 @@ async def run_idle(
     window_s: float = 30.0,
     concurrency: int = CONNECT_CONCURRENCY,
     overrides: dict[str, Any] | None = None,
+    signup_heads: bool = True,
 ) -> dict[str, Any]:
     """N sockets connect (at most ``concurrency`` handshakes in flight) and sit idle,
     then all drop and reconnect (``reconnect``: users the node has seen before).
+    Without ``signup_heads`` the first connect is of users whose stream heads Redis
+    has never held (a Redis restarted empty): every hello reads them from the store.
 
     Reports the connect and reconnect times and rates, hello latency, chatd's memory per idle
     socket (RSS with N open sockets minus RSS with one), and over an idle window
@@ -547,7 +560,7 @@ async def run_idle(
     stack = Stack(workdir, overrides=overrides or {})
     try:
         settings = stack.start()
-        pairs = await _make_pairs(settings, max(1, sockets // 2))
+        pairs = await _make_pairs(settings, max(1, sockets // 2), signup_heads)
         issuer = TokenIssuer(settings.jwt_secret, 3600)
         url = stack.urls()[0]
         port = stack.metrics_ports[0]
@@ -631,6 +644,7 @@ async def run_idle(
         return {
             "sockets": len(clients),
             "connectConcurrency": concurrency,
+            "signupHeads": signup_heads,
             "connectSeconds": connect["seconds"],
             "handshakesPerSecond": connect["handshakesPerSecond"],
             "connectCpuSeconds": connect["cpuSeconds"],
@@ -679,10 +693,23 @@ def main() -> None:
         help="connect the sockets, then measure them idle for this long",
     )
     parser.add_argument("--connect-concurrency", type=int, default=CONNECT_CONCURRENCY)
+    parser.add_argument(
+        "--no-signup-heads",
+        action="store_true",
+        help="idle run: seed users without the stream heads signup records (a cold Redis)",
+    )
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
     if args.idle:
-        result = asyncio.run(run_idle(args.sockets, args.idle, args.connect_concurrency, overrides))
+        result = asyncio.run(
+            run_idle(
+                args.sockets,
+                args.idle,
+                args.connect_concurrency,
+                overrides,
+                signup_heads=not args.no_signup_heads,
+            )
+        )
     else:
         result = asyncio.run(
             run_load(
