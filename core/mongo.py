@@ -68,7 +68,6 @@ INDEXES: dict[str, list[IndexModel]] = {
     MESSAGES: [
         # From the design; serves history on MongoDB.
         IndexModel([("conversationId", ASCENDING), ("createdAt", DESCENDING)], name="conv_created"),
-        IndexModel([("fromUserId", ASCENDING), ("toUserId", ASCENDING)], name="from_to"),
         # Single-field: serves history on the embedded store too.
         IndexModel([("conversationId", ASCENDING)], name="conv"),
         # The two per-user streams that `sync` reads (see chatd/store.py). Unique,
@@ -139,6 +138,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("expiresAt", ASCENDING)], name="expires_ttl", expireAfterSeconds=0)
     ],
 }
+
+# Indexes an earlier release created and no query uses: dropped where found (by their
+# fields: the embedded store names indexes itself), since every index costs every
+# insert. Nothing ever queried messages by sender and recipient.
+RETIRED_INDEXES: dict[str, list[tuple[str, ...]]] = {MESSAGES: [("fromUserId", "toUserId")]}
 
 
 def make_client(url: str, **kwargs: Any) -> AsyncMongoClient[Doc]:
@@ -251,10 +255,12 @@ async def _ensure_collection_indexes(
     db: AsyncDatabase[Doc], name: str, models: list[IndexModel], recorded: set[_KeySpec]
 ) -> list[str]:
     coll = db[name]
-    listed = [
-        _KeySpec.of(ix["key"], ix.get("unique", False), ix.get("weights"))
-        async for ix in await coll.list_indexes()
-    ]
+    existing = [ix async for ix in await coll.list_indexes()]
+    for ix in existing:
+        if tuple(ix["key"]) in RETIRED_INDEXES.get(name, []):
+            await coll.drop_index(ix["name"])
+            log.info("retired index dropped", extra={"collection": name, "index": ix["name"]})
+    listed = [_KeySpec.of(ix["key"], ix.get("unique", False), ix.get("weights")) for ix in existing]
     created: list[str] = []
     for model in models:
         index: Doc = dict(model.document)

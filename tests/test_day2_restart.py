@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from pymongo import AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient
 
 from core.embedded import (
     NX_PID_FILE,
@@ -34,7 +34,7 @@ from core.embedded import (
     port_open,
     proc_start_time,
 )
-from core.mongo import INDEXES, SCHEMA_INDEXES, USERS, ensure_indexes
+from core.mongo import INDEXES, MESSAGES, RETIRED_INDEXES, SCHEMA_INDEXES, USERS, ensure_indexes
 from proto.client import ChatClient
 from tests.harness import Services, make_settings
 from tests.stack_harness import Launcher, assert_gone
@@ -311,3 +311,27 @@ def test_indexes_as_mongodb_lists_them_count_as_present() -> None:
                 ascending = _KeySpec.of({f: 1 for f, _ in fields}, doc.get("unique", False))
                 assert not _present(want, [ascending], set()), doc
                 assert _present(want, [ascending], {want}), doc  # nx-27017, once recorded
+
+
+async def test_an_index_an_earlier_release_made_is_retired(services: Services) -> None:
+    """Yesterday's messages collection carries an index no query uses: the next ensure
+    drops it (every index costs every insert) and keeps the messages."""
+    settings = make_settings(services)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(services.mongo_url)
+    db = client[settings.mongo_db]
+    try:
+        messages = db[MESSAGES]
+        await ensure_indexes(db)
+        retired = [(field, ASCENDING) for field in RETIRED_INDEXES[MESSAGES][0]]
+        await messages.create_index(retired, name="from_to")
+        await messages.insert_one({"conversationId": "a_b", "fromUserId": "a", "toUserId": "b"})
+        keys = [tuple(ix["key"]) async for ix in await messages.list_indexes()]
+        assert RETIRED_INDEXES[MESSAGES][0] in keys
+        assert await ensure_indexes(db) == {name: [] for name in INDEXES}
+        keys = [tuple(ix["key"]) async for ix in await messages.list_indexes()]
+        assert RETIRED_INDEXES[MESSAGES][0] not in keys, keys
+        assert len(keys) == len(INDEXES[MESSAGES]) + 1  # and _id's
+        assert await messages.count_documents({}) == 1
+    finally:
+        await client.drop_database(settings.mongo_db)
+        await client.close()
