@@ -182,6 +182,17 @@ def chat() -> Dashboard:
             "ops",
             7,
         ),
+        panel(
+            "Event-loop lag and the garbage collector's share of time",
+            {
+                "loop lag p99": q(p99.format("chatd_loop_lag_seconds")),
+                "gc gen {{generation}} (s per s)": q(
+                    "sum by (generation) (rate(chatd_gc_pause_seconds_sum[RI]))"
+                ),
+            },
+            "s",
+            8,
+        ),
     ]
     return dashboard("devconnect-chat", "DevConnect / Chat", panels)
 
