@@ -34,6 +34,7 @@ pytest: $(STAMP)
 test: tools lint typecheck pytest
 
 bench: $(STAMP)
+	$(PY) -m loadtest.storefloor
 	$(PY) -m loadtest.chatbench.suite
 	$(PY) -m loadtest.feedbench.bench
 	$(PY) -m loadtest.daytwo
