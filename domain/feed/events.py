@@ -14,7 +14,7 @@ Documents expire after ``core.mongo.FEED_EVENTS_TTL_S`` (a TTL index on
 ``at``). Recording never fails the request that caused it: a failed write is
 logged and counted (``feed_events_total{kind="error"}``); the event is lost,
 the product is not. Impressions are written off the page's path
-(``impressions_soon``): measured with ``make bench-feed``, awaiting the write
+(``soon``): measured with ``make bench-feed``, awaiting the write
 added about 4.5 ms to a cached page's median.
 """
 
@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any, Concatenate, Literal, ParamSpec
+from typing import Any, Literal
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
@@ -41,32 +41,23 @@ Outcome = Literal["request", "accept", "reject", "withdraw"]
 MAX_PENDING = 1000
 
 
-_P = ParamSpec("_P")
-
-
-def _in_background(
-    write: Callable[Concatenate[FeedEvents, _P], Coroutine[Any, Any, None]],
-) -> Callable[Concatenate[FeedEvents, _P], None]:
-    """``write`` in the background; at most MAX_PENDING writes wait at once (past
-    that, the events are dropped and counted as errors)."""
-
-    def start(self: FeedEvents, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
-        if len(self._pending) >= MAX_PENDING:
-            if self.metrics:
-                self.metrics.events.labels("error").inc()
-            return
-        task = asyncio.get_running_loop().create_task(write(self, *args, **kwargs))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    return start
-
-
 class FeedEvents:
     def __init__(self, db: AsyncDatabase[Doc], metrics: FeedMetrics | None = None) -> None:
         self.collection = db[FEED_EVENTS]
         self.metrics = metrics
         self._pending: set[asyncio.Task[None]] = set()
+
+    def soon(self, write: Coroutine[Any, Any, None]) -> None:
+        """Run ``write`` (one of the writes below) in the background; at most
+        MAX_PENDING wait at once (past that, it is dropped and counted as an error)."""
+        if len(self._pending) >= MAX_PENDING:
+            write.close()
+            if self.metrics:
+                self.metrics.events.labels("error").inc()
+            return
+        task = asyncio.get_running_loop().create_task(write)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def drain(self) -> None:
         """Wait for the background writes started so far."""
@@ -99,8 +90,6 @@ class FeedEvents:
             for i, item in enumerate(items)
         ]
         await self._write("impression", docs)
-
-    impressions_soon = _in_background(impressions)
 
     async def outcome(self, kind: Outcome, user_id: str, candidate_id: str) -> None:
         doc = {

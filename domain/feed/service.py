@@ -267,7 +267,7 @@ class FeedService:
             self.metrics.impressions.labels(variant).inc(len(items))
         version = got.header.get("model")
         if items:
-            self.events.impressions_soon(user_id, items, variant, offset, version)
+            self.events.soon(self.events.impressions(user_id, items, variant, offset, version))
         return FeedPage(
             items=items,
             nextCursor=make_cursor(snapshot, offset + limit) if more else None,
