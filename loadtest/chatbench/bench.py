@@ -534,6 +534,7 @@ async def run_load(
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        gc.unfreeze()  # what this run's clients froze: the next run's collector frees it
 
 
 async def run_idle(
@@ -669,6 +670,7 @@ async def run_idle(
     finally:
         stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+        gc.unfreeze()  # what this run's clients froze: the next run's collector frees it
 
 
 def main() -> None:
