@@ -29,7 +29,7 @@ class Keys:
 
     def stream_heads(self, user_id: str) -> str:
         """Sorted set: "i"/"o" -> the user's last committed inbound/outbound stream
-        positions (chatd/heads.py)."""
+        positions (core/heads.py)."""
         return f"{self.prefix}heads:{user_id}"
 
     def offline_due(self) -> str:

@@ -182,8 +182,9 @@ async def test_signup_records_empty_heads_and_commits_raise_them(services: Servi
         assert await _heads(chat, alice.id) == {b"i": 0.0, b"o": 2.0}
 
 
-async def test_recording_new_accounts_never_fails_a_signup() -> None:
-    """Best effort: with Redis unreachable the heads are simply read from the store later."""
+async def test_recording_new_accounts_with_redis_unreachable_does_not_raise() -> None:
+    """Best effort, so a signup never fails on it: with Redis unreachable the heads are
+    read from the store at the first hello instead."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # bound, never listening: connections are refused
